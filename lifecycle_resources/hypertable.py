@@ -1,0 +1,351 @@
+"""Hypertable: turns an existing table into a hypertable and keeps its chunk interval as declared.
+
+Delete releases management only: the table, its chunks and its rows stay as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pulumi
+from psycopg import sql
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import catalog, registry
+from .errors import InputError
+from .identifiers import TableName
+from .provider import LifecycleProvider, changed_fields, secret
+
+# --------------------------------------------------------------------------------------------------
+# Model: one shape for what is declared and what is read.
+
+
+class HypertableArgs(BaseModel):
+    """Declared inputs, as the user writes them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    table: str
+    time_column: str = Field(min_length=1)
+    chunk_interval: str | int
+    migrate_data: bool = True
+    allow_time_column_change: bool = False
+    resource_name: str | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return TableName.parse(value).qualified
+
+
+class HypertableState(BaseModel):
+    """A hypertable as the database holds it, compared field by field with what is declared."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    time_column: str
+    column_type: str
+    chunk_interval: str
+    chunk_interval_value: int  # microseconds for time columns, the integer itself for integer columns
+
+    @classmethod
+    def from_snapshot(cls, snap: catalog.TableSnapshot) -> "HypertableState | None":
+        dim = snap.time_dimension
+        if dim is None:
+            return None
+        return cls(table=snap.table.qualified, time_column=dim.column, column_type=dim.column_type,
+                   chunk_interval=dim.interval_text, chunk_interval_value=dim.interval_value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations: immutable data, one line each, no SQL.
+
+
+@dataclass(frozen=True)
+class CreateHypertable:
+    table: TableName
+    time_column: str
+    column_type: str
+    interval_value: int
+    migrate_data: bool
+
+    def describe(self) -> str:
+        return f"create hypertable {self.table} on {self.time_column}"
+
+
+@dataclass(frozen=True)
+class SetChunkInterval:
+    table: TableName
+    column_type: str
+    interval_value: int
+    existing_value: int
+
+    def describe(self) -> str:
+        return f"set chunk interval of {self.table}: {self.existing_value} -> {self.interval_value} (new chunks only)"
+
+
+@dataclass(frozen=True)
+class RecreateOnTimeColumn:
+    table: TableName
+    time_column: str
+    existing_time_column: str
+    column_type: str
+    interval_value: int
+
+    def describe(self) -> str:
+        return (f"copy {self.table} into a new hypertable on {self.time_column} "
+                f"(was {self.existing_time_column})")
+
+
+Operation = CreateHypertable | SetChunkInterval | RecreateOnTimeColumn
+
+
+def plan(declared: HypertableState, actual: HypertableState | None, *, migrate_data: bool = True,
+         allow_time_column_change: bool = False) -> list[Operation]:
+    """Pure: the operations that turn `actual` into `declared`."""
+    table = TableName.parse(declared.table)
+    if actual is None:
+        return [CreateHypertable(table, declared.time_column, declared.column_type,
+                                 declared.chunk_interval_value, migrate_data)]
+    if actual.time_column != declared.time_column:
+        if not allow_time_column_change:
+            raise InputError(
+                None, "time_column", declared.time_column,
+                f"{table} is a hypertable on {actual.time_column!r}; changing its time column copies every row "
+                "into a new hypertable",
+                "the current column, or allow_time_column_change=True to opt in to the copy")
+        return [RecreateOnTimeColumn(table, declared.time_column, actual.time_column, declared.column_type,
+                                     declared.chunk_interval_value)]
+    if actual.chunk_interval_value != declared.chunk_interval_value:
+        return [SetChunkInterval(table, declared.column_type, declared.chunk_interval_value,
+                                 actual.chunk_interval_value)]
+    return []
+
+
+# --------------------------------------------------------------------------------------------------
+# Executor: one function per operation type.
+
+
+def _interval_param(column_type: str, value: int) -> sql.Composable:
+    if column_type in catalog.INTEGER_TYPES:
+        return sql.SQL("{}::bigint").format(sql.Literal(value))
+    return sql.SQL("make_interval(secs => {}::double precision / 1000000)").format(sql.Literal(value))
+
+
+def _regclass(table: TableName) -> sql.Composable:
+    return sql.SQL("format('%I.%I', {}::text, {}::text)::regclass").format(
+        sql.Literal(table.schema), sql.Literal(table.name))
+
+
+@functools.singledispatch
+def execute(op: Any, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    raise TypeError(f"no executor for {op!r}")
+
+
+@execute.register
+def _(op: CreateHypertable, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    conn.execute(sql.SQL("SELECT {}({}, {}({}, {}), migrate_data => {})").format(
+        info.fn("create_hypertable"), _regclass(op.table), info.fn("by_range"), sql.Literal(op.time_column),
+        _interval_param(op.column_type, op.interval_value), sql.Literal(op.migrate_data)))
+
+
+@execute.register
+def _(op: SetChunkInterval, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    conn.execute(sql.SQL("SELECT {}({}, {})").format(
+        info.fn("set_chunk_time_interval"), _regclass(op.table), _interval_param(op.column_type, op.interval_value)))
+
+
+@execute.register
+def _(op: RecreateOnTimeColumn, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    copy = TableName(op.table.schema, f"{op.table.name}__lifecycle_copy")
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+        copy.ident, op.table.ident))
+    execute(CreateHypertable(copy, op.time_column, op.column_type, op.interval_value, True), conn, info)
+    conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(copy.ident, op.table.ident))
+    counts = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+        copy.ident, op.table.ident)).fetchone()
+    assert counts is not None
+    if counts[0] != counts[1]:
+        raise RuntimeError(f"copy of {op.table} holds {counts[0]} rows, the original {counts[1]}: rolled back")
+    conn.execute(sql.SQL("DROP TABLE {}").format(op.table.ident))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(copy.ident, sql.Identifier(op.table.name)))
+
+
+def lock_table(conn: psycopg.Connection, table: TableName) -> None:
+    """Serialise concurrent operations on one table (Pulumi applies resources in parallel)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lifecycle:{table.qualified}",))
+
+
+# --------------------------------------------------------------------------------------------------
+# Provider: the dynamic-provider adapter.
+
+
+class HypertableProvider(LifecycleProvider):
+    kind = "Hypertable"
+
+    def _declared(self, conn: psycopg.Connection, args: HypertableArgs,
+                  snap: catalog.TableSnapshot | None) -> HypertableState:
+        """Check the declared inputs against the table and normalise them into a state."""
+        name = args.resource_name
+        table = TableName.parse(args.table)
+        if snap is None:
+            raise InputError(name, "table", args.table, "no such table", "an existing table (create it first)")
+        column = snap.column(args.time_column)
+        if column is None:
+            raise InputError(name, "time_column", args.time_column, f"{table} has no such column",
+                             "one of " + ", ".join(c.name for c in snap.columns))
+        if column.type_name not in catalog.TIME_TYPES | catalog.INTEGER_TYPES:
+            raise InputError(name, "time_column", args.time_column,
+                             f"column is of type {column.type_text}",
+                             "a timestamptz, timestamp, date, smallint, integer or bigint column")
+        if column.type_name in catalog.INTEGER_TYPES:
+            raw = args.chunk_interval
+            try:
+                value = int(str(raw).strip())
+            except ValueError:
+                raise InputError(name, "chunk_interval", raw, f"{args.time_column} is an integer column",
+                                 "a positive integer in the column's own unit") from None
+            text = str(value)
+        else:
+            if isinstance(args.chunk_interval, int):
+                raise InputError(name, "chunk_interval", args.chunk_interval,
+                                 f"{args.time_column} is a {column.type_text} column",
+                                 "an interval such as '1 day', '12 hours', 'P7D'")
+            try:
+                parsed = catalog.parse_interval(conn, args.chunk_interval)
+            except ValueError as exc:
+                raise InputError(name, "chunk_interval", args.chunk_interval, f"not an interval ({exc})",
+                                 "an interval such as '1 day', '12 hours', 'P7D'") from None
+            value, text = parsed.micros, args.chunk_interval
+        if value <= 0:
+            raise InputError(name, "chunk_interval", args.chunk_interval, "must be positive",
+                             "an interval greater than zero")
+        return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
+                               chunk_interval=text, chunk_interval_value=value)
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        args = HypertableArgs.model_validate(news)
+        if olds.get("time_column") and olds.get("table") == args.table \
+                and olds["time_column"] != args.time_column and not args.allow_time_column_change:
+            raise InputError(args.resource_name, "time_column", args.time_column,
+                             f"{args.table} is a hypertable on {olds['time_column']!r}; changing its time column "
+                             "copies every row into a new hypertable",
+                             "the current column, or allow_time_column_change=True to opt in to the copy")
+        with self.session(news) as (conn, _info):
+            snap = catalog.table_snapshot(conn, TableName.parse(args.table))
+            declared = self._declared(conn, args, snap)
+            if snap is not None and olds.get("table") != args.table:
+                # About to be created or adopted: refuse now what create() would refuse.
+                plan(declared, HypertableState.from_snapshot(snap), migrate_data=args.migrate_data,
+                     allow_time_column_change=args.allow_time_column_change)
+        return {"table": declared.table, "chunk_interval_value": declared.chunk_interval_value,
+                "column_type": declared.column_type}
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed_fields(olds, news, ["table", "time_column"])
+        changes = changed_fields(olds, news, ["chunk_interval_value", "dsn"])
+        return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=False)
+
+    def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool]:
+        args = HypertableArgs.model_validate(props)
+        table = TableName.parse(args.table)
+        with self.session(props) as (conn, info), conn.transaction():
+            lock_table(conn, table)
+            snap = catalog.table_snapshot(conn, table)
+            declared = self._declared(conn, args, snap)
+            assert snap is not None
+            actual = HypertableState.from_snapshot(snap)
+            try:
+                ops = plan(declared, actual, migrate_data=args.migrate_data,
+                           allow_time_column_change=args.allow_time_column_change)
+            except InputError as exc:
+                exc.resource = args.resource_name
+                raise
+            for op in ops:
+                execute(op, conn, info)
+            after = catalog.table_snapshot(conn, table)
+            state = HypertableState.from_snapshot(after) if after else None
+            assert state is not None, f"{table} is not a hypertable after applying {ops}"
+        adopted = actual is not None
+        return state.model_copy(update={"chunk_interval": str(args.chunk_interval) if
+                                        state.chunk_interval_value == declared.chunk_interval_value
+                                        else state.chunk_interval}), adopted
+
+    def _outs(self, props: dict[str, Any], state: HypertableState, adopted: bool) -> dict[str, Any]:
+        return {
+            **state.model_dump(),
+            "migrate_data": props.get("migrate_data", True),
+            "allow_time_column_change": props.get("allow_time_column_change", False),
+            "resource_name": props.get("resource_name"),
+            "dsn": secret(props.get("dsn")),
+            "adopted": adopted,
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        state, adopted = self._apply(props)
+        return CreateResult(state.table, self._outs(props, state, adopted))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        state, _ = self._apply(news)
+        return UpdateResult(self._outs(news, state, bool(olds.get("adopted"))))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        table = TableName.parse(props.get("table") or id_)
+        with self.session(props) as (conn, _info):
+            snap = catalog.table_snapshot(conn, table)
+        state = HypertableState.from_snapshot(snap) if snap else None
+        if state is None:
+            return ReadResult(None, {})  # gone: the next up creates it again
+        if state.chunk_interval_value == props.get("chunk_interval_value") and props.get("chunk_interval"):
+            state = state.model_copy(update={"chunk_interval": props["chunk_interval"]})
+        outs = self._outs(props, state, bool(props.get("adopted")))
+        inputs = {k: outs[k] for k in ("table", "time_column", "chunk_interval", "chunk_interval_value",
+                                       "column_type", "migrate_data", "allow_time_column_change",
+                                       "resource_name")}
+        if props.get("dsn") is not None:
+            inputs["dsn"] = outs["dsn"]
+        return ReadResult(id_, outs, inputs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Release management only: the table, its chunks and rows stay untouched."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Resource
+
+
+class Hypertable(Resource, module="timescale", name="Hypertable"):
+    """An existing table managed as a TimescaleDB hypertable.
+
+    Changes in place: chunk_interval (set_chunk_time_interval; only new chunks use it).
+    Replaces: table; time_column only with allow_time_column_change=True (copies every row).
+    Delete: releases management; the table and its data stay.
+    """
+
+    table: pulumi.Output[str]
+    time_column: pulumi.Output[str]
+    column_type: pulumi.Output[str]
+    chunk_interval: pulumi.Output[str]
+    chunk_interval_value: pulumi.Output[int]
+    adopted: pulumi.Output[bool]
+
+    def __init__(self, resource_name: str, table: pulumi.Input[str], time_column: pulumi.Input[str],
+                 chunk_interval: pulumi.Input[str | int], *, migrate_data: bool = True,
+                 allow_time_column_change: bool = False, dsn: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {
+            "table": table, "time_column": time_column, "chunk_interval": chunk_interval,
+            "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change,
+            "resource_name": resource_name, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "column_type": None, "chunk_interval_value": None, "adopted": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["dsn"]))
+        registry.declare_policy("Hypertable", resource_name, table, time_column)
+        super().__init__(HypertableProvider(), resource_name, props, opts)
+        registry.attach("Hypertable", table, self)
+        self.declared_table = table

@@ -1,0 +1,141 @@
+"""What every lifecycle dynamic provider shares: connection settings from stack config, unknown-aware
+check/diff plumbing, secret outputs, and errors that name the resource and the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import psycopg
+from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, ResourceProvider
+from pulumi.runtime import rpc
+from pydantic import BaseModel, ValidationError
+
+from . import catalog
+from .connection import CONFIG_KEY, connect, scrub, validate_dsn
+from .errors import InputError, LifecycleError
+
+# Properties the engine and the providers manage themselves; never user-declared state.
+INTERNAL = frozenset({"__provider", "dsn", "resource_name"})
+
+
+def is_unknown(value: Any) -> bool:
+    """True for a value not yet known during preview (an output of a resource still to be created)."""
+    if value == rpc.UNKNOWN:
+        return True
+    if isinstance(value, Mapping):
+        return any(is_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(is_unknown(v) for v in value)
+    return False
+
+
+def secret(value: Any) -> Any:
+    """Mark a provider output as secret in the engine's wire format, so state stores it encrypted."""
+    if value is None or (isinstance(value, Mapping) and rpc._special_sig_key in value):
+        return value
+    return {rpc._special_sig_key: rpc._special_secret_sig, "value": value}
+
+
+def unwrap_secret(value: Any) -> Any:
+    if isinstance(value, Mapping) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value.get("value")
+    return value
+
+
+def pydantic_failures(exc: ValidationError, resource: str | None) -> list[CheckFailure]:
+    failures = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "inputs"
+        value = err.get("input")
+        where = f"{resource}: " if resource else ""
+        failures.append(CheckFailure(field, f"{where}{field}={value!r}: {err['msg']}"))
+    return failures
+
+
+class LifecycleProvider(ResourceProvider):
+    """Base of the lifecycle providers. Captures nothing secret: the DSN arrives through configure()."""
+
+    serialize_as_secret_always = False
+    kind: ClassVar[str] = "resource"
+
+    def __init__(self) -> None:
+        self._config_dsn: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickle a configured connection string into the state.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._config_dsn = None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        value = req.config.get(CONFIG_KEY)
+        self._config_dsn = unwrap_secret(value) if value else None
+
+    # -- connection -------------------------------------------------------------------------------
+    def dsn_for(self, props: Mapping[str, Any]) -> str:
+        override = unwrap_secret(props.get("dsn"))
+        return override or self._config_dsn or ""
+
+    @contextmanager
+    def session(self, props: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection, catalog.ServerInfo]]:
+        """A connection plus what the server is, refusing servers this product cannot manage."""
+        dsn = self.dsn_for(props)
+        try:
+            with connect(dsn) as conn:
+                info = catalog.server_info(conn)
+                catalog.require_timescaledb(info, f"{self.kind} {props.get('resource_name') or ''}".strip())
+                yield conn, info
+        except psycopg.Error as exc:
+            # Driver errors can echo connection details: strip the password before they reach the user.
+            raise LifecycleError(self._where(props) + scrub(str(exc).strip(), dsn)) from None
+
+    def _where(self, props: Mapping[str, Any]) -> str:
+        name = props.get("resource_name")
+        return f"{self.kind} {name}: " if name else f"{self.kind}: "
+
+    # -- check ------------------------------------------------------------------------------------
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = dict(news)
+        dsn_problem = validate_dsn(unwrap_secret(news.get("dsn"))) if news.get("dsn") is not None else None
+        if dsn_problem and not is_unknown(news.get("dsn")):
+            return CheckResult(inputs, [CheckFailure("dsn", f"{self._where(news)}dsn: {dsn_problem}")])
+        if any(is_unknown(v) for k, v in news.items() if k != "__provider"):
+            return CheckResult(inputs, [])
+        try:
+            inputs.update(self.validate(olds, news))
+        except ValidationError as exc:
+            return CheckResult(inputs, pydantic_failures(exc, news.get("resource_name")))
+        except InputError as exc:
+            return CheckResult(inputs, [CheckFailure(exc.field, str(exc))])
+        except LifecycleError as exc:
+            message = str(exc)
+            if not message.startswith(self._where(news)):
+                message = self._where(news) + message
+            return CheckResult(inputs, [CheckFailure("dsn", message)])
+        return CheckResult(inputs, [])
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        """Validate declared inputs against the database; return normalised values to merge into the inputs."""
+        raise NotImplementedError
+
+
+def changed_fields(olds: Mapping[str, Any], news: Mapping[str, Any], fields: list[str],
+                   same: Callable[[str, Any, Any], bool] | None = None) -> list[str]:
+    """The fields whose declared value differs from the recorded one; unknown new values count as changes."""
+    out = []
+    for field in fields:
+        old, new = olds.get(field), news.get(field)
+        if is_unknown(new):
+            out.append(field)
+        elif same is not None and same(field, old, new):
+            continue
+        elif old != new:
+            out.append(field)
+    return out
+
+
+def model_inputs(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)

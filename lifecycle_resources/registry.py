@@ -1,0 +1,76 @@
+"""What the running Pulumi program declares, per table: lets resources refuse conflicts at preview
+(two retention policies for one table) and see their siblings (compression vs retention windows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from .identifiers import TableName
+
+
+@dataclass
+class TableDeclarations:
+    settings: pulumi.Resource | None = None
+    policies: dict[str, tuple[str, pulumi.Resource, Any]] = field(default_factory=dict)  # kind -> (name, res, value)
+
+
+_TABLES: dict[str, TableDeclarations] = {}
+
+
+def _key(table: Any) -> str | None:
+    if not isinstance(table, str):
+        return None  # an Output: not known while the program runs
+    try:
+        return TableName.parse(table).qualified
+    except ValueError:
+        return None  # check() reports the bad name with the resource's own context
+
+
+def declarations(table: Any) -> TableDeclarations | None:
+    key = _key(table)
+    return _TABLES.setdefault(key, TableDeclarations()) if key else None
+
+
+def declare_policy(kind: str, resource_name: str, table: Any, value: Any) -> None:
+    """Record a one-per-table policy; refuse a second one for the same table."""
+    decl = declarations(table)
+    if decl is None:
+        return
+    if kind in decl.policies:
+        other = decl.policies[kind][0]
+        raise pulumi.RunError(
+            f"{kind} {resource_name}: hypertable={table!r} already has a {kind} declared by {other}; "
+            f"TimescaleDB allows one {kind} per hypertable: declare it once")
+    decl.policies[kind] = (resource_name, None, value)  # type: ignore[assignment]
+
+
+def attach(kind: str, table: Any, resource: pulumi.Resource) -> None:
+    decl = declarations(table)
+    if decl is not None and kind in decl.policies:
+        name, _, value = decl.policies[kind]
+        decl.policies[kind] = (name, resource, value)
+
+
+def policy_value(kind: str, table: Any) -> Any:
+    decl = declarations(table)
+    if decl is None or kind not in decl.policies:
+        return None
+    return decl.policies[kind][2]
+
+
+def policy_resource(kind: str, table: Any) -> pulumi.Resource | None:
+    decl = declarations(table)
+    return decl.policies[kind][1] if decl is not None and kind in decl.policies else None
+
+
+def declared_kinds(table: str) -> list[str]:
+    decl = declarations(table)
+    return sorted(decl.policies) if decl else []
+
+
+def reset() -> None:
+    """Forget everything (tests that run several programs in one process)."""
+    _TABLES.clear()

@@ -1,0 +1,47 @@
+"""Readable reports of what the database holds, for `lifecycle status` and the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from . import catalog
+
+_HYPERTABLES = sql.SQL("""
+SELECT format('%I.%I', h.hypertable_schema, h.hypertable_name) AS hypertable,
+       d.column_name AS time_column,
+       coalesce(d.time_interval::text, d.integer_interval::text) AS chunk_interval,
+       (SELECT count(*) FROM timescaledb_information.chunks c
+         WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name) AS chunks,
+       (SELECT count(*) FROM timescaledb_information.chunks c
+         WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
+           AND c.is_compressed) AS compressed,
+       {approximate_row_count}(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass) AS approx_rows,
+       pg_size_pretty({hypertable_size}(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass)) AS size
+  FROM timescaledb_information.hypertables h
+  JOIN timescaledb_information.dimensions d
+    ON d.hypertable_schema = h.hypertable_schema AND d.hypertable_name = h.hypertable_name
+   AND d.dimension_number = 1
+ ORDER BY 1
+""")
+
+
+def hypertables(conn: psycopg.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+    info = catalog.server_info(conn)
+    catalog.require_timescaledb(info, "lifecycle status")
+    cur = conn.execute(_HYPERTABLES.format(approximate_row_count=info.fn("approximate_row_count"),
+                                           hypertable_size=info.fn("hypertable_size")))
+    return [c.name for c in cur.description or ()], cur.fetchall()
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if not rows:
+        lines.append("(none)")
+    return "\n".join(lines)

