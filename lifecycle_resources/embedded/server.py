@@ -42,6 +42,7 @@ DEFAULT_DATA_DIR = "db-data"
 MEMORY = "memory://"
 
 EXIT_PORT_IN_USE = 2
+LOCK_WAIT = 5.0
 _READY_RE = re.compile(r"^READY port=(\d+)\s*$", re.MULTILINE)
 _CHECK_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
 
@@ -268,8 +269,18 @@ def _log_tail(log_path: Path, offset: int = 0, lines: int = 30) -> str:
 def _lock_data_dir(data_path: Path) -> int:
     lock_path = data_path.with_name(data_path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # A server that was just stopped can hold the lock a moment longer: its main thread shows as exited
+    # while Node's other threads still hold the file table. Wait briefly before calling it "in use".
+    deadline = time.monotonic() + LOCK_WAIT
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
