@@ -1,5 +1,13 @@
 """Timescale Lifecycle: the data lifecycle of TimescaleDB tables as Pulumi dynamic resources."""
 
+from .compression_policy import CompressionPolicy, CompressionPolicyProvider
+from .compression_settings import CompressionSettings, CompressionSettingsProvider
 from .hypertable import Hypertable, HypertableProvider
+from .policy_guard import PolicyGuard, PolicyGuardProvider
+from .retention_policy import RetentionPolicy, RetentionPolicyProvider
 
-__all__ = ["Hypertable", "HypertableProvider"]
+__all__ = [
+    "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
+    "Hypertable", "HypertableProvider", "PolicyGuard", "PolicyGuardProvider",
+    "RetentionPolicy", "RetentionPolicyProvider",
+]

@@ -70,9 +70,12 @@ def _status(args: argparse.Namespace) -> int:
         print("no --dsn, no TSDB_DSN and no embedded TimescaleDB running", file=sys.stderr)
         return 1
     with connect(dsn) as conn:
-        headers, rows = report.hypertables(conn)
+        tables = report.hypertables(conn)
+        jobs = report.policies(conn)
     print("Hypertables")
-    print(report.render_table(headers, rows))
+    print(report.render_table(*tables))
+    print("\nPolicies")
+    print(report.render_table(*jobs))
     return 0
 
 

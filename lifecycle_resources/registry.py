@@ -74,3 +74,12 @@ def declared_kinds(table: str) -> list[str]:
 def reset() -> None:
     """Forget everything (tests that run several programs in one process)."""
     _TABLES.clear()
+
+
+def tables_with(kind: str) -> list[str]:
+    return sorted(t for t, d in _TABLES.items() if kind in d.policies)
+
+
+def resources_of(table: str) -> list[pulumi.Resource]:
+    decl = declarations(table)
+    return [r for _, r, _ in decl.policies.values() if r is not None] if decl else []

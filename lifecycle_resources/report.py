@@ -37,6 +37,26 @@ def hypertables(conn: psycopg.Connection) -> tuple[list[str], list[tuple[Any, ..
     return [c.name for c in cur.description or ()], cur.fetchall()
 
 
+_POLICIES = """
+SELECT format('%I.%I', j.hypertable_schema, j.hypertable_name) AS hypertable,
+       CASE j.proc_name WHEN 'policy_compression' THEN 'compression'
+                        WHEN 'policy_retention' THEN 'retention' ELSE j.proc_name END AS policy,
+       j.job_id,
+       coalesce(j.config ->> 'compress_after', j.config ->> 'drop_after',
+                j.config ->> 'compress_created_before', j.config ->> 'drop_created_before') AS older_than,
+       j.schedule_interval::text AS every,
+       j.scheduled
+  FROM timescaledb_information.jobs j
+ WHERE j.job_id >= 1000 AND j.hypertable_name IS NOT NULL
+ ORDER BY 1, 2
+"""
+
+
+def policies(conn: psycopg.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cur = conn.execute(_POLICIES)
+    return [c.name for c in cur.description or ()], cur.fetchall()
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

@@ -11,11 +11,29 @@ from .identifiers import TableName
 NAMESPACE = "lifecycle"
 
 
+class CompressionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: str | int
+    segment_by: list[str] = Field(default_factory=list)
+    order_by: list[str] = Field(default_factory=list)
+    schedule_interval: str | None = None
+
+
+class RetentionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    drop_after: str | int
+    schedule_interval: str | None = None
+
+
 class TableSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     time_column: str = Field(default="ts", min_length=1)
     chunk_interval: str | int = "1 day"
+    compression: CompressionConfig | None = None
+    retention: RetentionConfig | None = None
 
 
 class StackSettings(BaseModel):

@@ -69,7 +69,10 @@ class PulumiStack:
         (self.workdir / "__main__.py").write_text(textwrap.dedent(source))
 
     def run(self, *args: str, check: bool = True) -> Result:
-        proc = subprocess.run([self.bin, *args, "--stack", self.stack, "--non-interactive"], cwd=self.workdir,
+        flags = ["--stack", self.stack, "--non-interactive"]
+        cmd = list(args)
+        at = cmd.index("--") if "--" in cmd else len(cmd)  # flags must come before a "--"
+        proc = subprocess.run([self.bin, *cmd[:at], *flags, *cmd[at:]], cwd=self.workdir,
                               env=self.env, capture_output=True, text=True, timeout=600)
         result = Result(proc.returncode, proc.stdout + proc.stderr)
         if check and proc.returncode != 0:
@@ -84,7 +87,7 @@ class PulumiStack:
             self.set(key, value)
 
     def set(self, key: str, value: str) -> None:
-        self.run("config", "set", key, value)
+        self.run("config", "set", key, "--", value)
 
     def up(self, *extra: str, check: bool = True) -> Result:
         return self.run("up", "--yes", "--skip-preview", *extra, check=check)

@@ -1,0 +1,53 @@
+"""CompressionPolicy: compress chunks older than `compress_after`, as a TimescaleDB job.
+
+Changes in place (alter_job, same job id): compress_after and every schedule field.
+Replaces (delete first, since TimescaleDB allows one per hypertable): hypertable.
+Delete: removes the job; compressed chunks stay compressed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pulumi
+
+from . import jobs
+from .declared import Target, normalise_window
+from .errors import InputError
+from .policy import PolicyArgs, PolicyProvider, PolicyResource, window_conflict
+
+
+class CompressionPolicyProvider(PolicyProvider):
+    kind = "CompressionPolicy"
+    kind_spec = jobs.COMPRESSION
+
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
+        if not target.compression_enabled and not args.peers.compression_settings:
+            raise InputError(args.resource_name, "hypertable", args.hypertable,
+                             "compression is not enabled on this hypertable",
+                             "a hypertable with compression enabled: declare CompressionSettings for it")
+        if args.peers.drop_after is not None:
+            drop, drop_text = normalise_window(conn, args.resource_name, "drop_after", args.peers.drop_after, target)
+            conflict = window_conflict(args.resource_name, "compress_after", args.window, drop, window,
+                                       drop_text, str(args.window))
+            if conflict:
+                raise conflict
+
+
+class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):
+    """Compresses a hypertable's chunks once they are older than `compress_after`."""
+
+    provider_class = CompressionPolicyProvider
+    window_key = "compress_after"
+    depends_on_kinds = ("Hypertable", "CompressionSettings")
+    compress_after: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, hypertable: Any, compress_after: pulumi.Input[str | int], *,
+                 schedule_interval: str | None = None, max_runtime: str | None = None,
+                 max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
+                 dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        self._declare(resource_name, hypertable, compress_after,
+                      {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
+                       "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
+                      dsn, opts)

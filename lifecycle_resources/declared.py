@@ -1,0 +1,138 @@
+"""Inputs shared by the resources that act on a hypertable: the target, what else the program declares
+for it, and how its time column reads intervals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import catalog, registry
+from .errors import InputError
+from .identifiers import TableName
+
+HYPERTABLE = "Hypertable"
+SETTINGS = "CompressionSettings"
+
+
+class Peers(BaseModel):
+    """What the same program declares for the same table, seen when this resource was declared."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    time_column: str | None = None          # a Hypertable resource will make it a hypertable
+    compression_settings: bool = False      # a CompressionSettings resource will enable compression
+    compress_after: str | int | None = None
+    drop_after: str | int | None = None
+
+
+def peers_of(table: Any) -> dict[str, Any]:
+    decl = registry.declarations(table)
+    if decl is None:
+        return {}
+    peers: dict[str, Any] = {}
+    if HYPERTABLE in decl.policies:
+        peers["time_column"] = decl.policies[HYPERTABLE][2]
+    if SETTINGS in decl.policies:
+        peers["compression_settings"] = True
+    for kind, key in (("CompressionPolicy", "compress_after"), ("RetentionPolicy", "drop_after")):
+        if kind in decl.policies:
+            peers[key] = decl.policies[kind][2]
+    return peers
+
+
+def depends_on_peers(table: Any, *kinds: str) -> list[pulumi.Resource]:
+    out = []
+    for kind in kinds:
+        res = registry.policy_resource(kind, table)
+        if res is not None:
+            out.append(res)
+    return out
+
+
+def target_of(hypertable: Any) -> Any:
+    """A table name from a string or from a Hypertable resource of this program."""
+    declared = getattr(hypertable, "declared_table", None)
+    return declared if declared is not None else hypertable
+
+
+class Target(BaseModel):
+    """The hypertable a resource acts on, checked against the database (or the program's declarations)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: TableName
+    time_column: str
+    column_type: str
+    compression_enabled: bool | None
+
+    @property
+    def integer_time(self) -> bool:
+        return self.column_type in catalog.INTEGER_TYPES
+
+
+def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, hypertable: str,
+                   peers: Peers) -> Target:
+    try:
+        table = TableName.parse(hypertable)
+    except ValueError as exc:
+        raise InputError(resource, field, hypertable, str(exc), "'schema.table' or 'table'") from None
+    snap = catalog.table_snapshot(conn, table)
+    if snap is None:
+        raise InputError(resource, field, hypertable, "no such table", "an existing hypertable")
+    if snap.time_dimension is not None:
+        return Target(table=table, time_column=snap.time_dimension.column,
+                      column_type=snap.time_dimension.column_type,
+                      compression_enabled=catalog.compression_enabled(conn, table))
+    if peers.time_column:
+        column = snap.column(peers.time_column)
+        if column is not None:
+            return Target(table=table, time_column=column.name, column_type=column.type_name,
+                          compression_enabled=False)
+    raise InputError(resource, field, hypertable, "is a plain table, not a hypertable",
+                     "a hypertable: declare a Hypertable resource for it first")
+
+
+def normalise_window(conn: psycopg.Connection, resource: str | None, field: str, value: Any,
+                     target: Target, *, allow_zero: bool = False) -> tuple[int, str]:
+    """An interval (or an integer, for integer time) as (comparable value, display text)."""
+    if target.integer_time:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise InputError(resource, field, value, f"{target.table} has integer time ({target.time_column})",
+                             "an integer in the time column's unit") from None
+        parsed = (number, str(number))
+    else:
+        if isinstance(value, bool) or isinstance(value, int):
+            raise InputError(resource, field, value, "an interval is needed", "e.g. '7 days', '12 hours', 'P1W'")
+        parsed = interval(conn, resource, field, value, allow_zero=allow_zero)
+    if parsed[0] < 0 or (parsed[0] == 0 and not allow_zero):
+        raise InputError(resource, field, value, "must be positive" if not allow_zero else "must not be negative",
+                         "a positive interval" if not allow_zero else "zero or a positive interval")
+    return parsed
+
+
+def interval(conn: psycopg.Connection, resource: str | None, field: str, value: Any,
+             *, allow_zero: bool = False) -> tuple[int, str]:
+    try:
+        parsed = catalog.parse_interval(conn, str(value))
+    except ValueError as exc:
+        raise InputError(resource, field, value, f"not an interval ({exc})",
+                         "an interval such as '7 days', '12 hours', '1 week', 'P7D'") from None
+    if parsed.micros < 0 or (parsed.micros == 0 and not allow_zero):
+        raise InputError(resource, field, value, "must be positive" if not allow_zero else "must not be negative",
+                         "a positive interval" if not allow_zero else "zero or a positive interval")
+    return parsed.micros, str(value)
+
+
+def display(declared_text: str | None, declared_value: Any, actual_value: Any, actual_text: str) -> str:
+    """Keep the user's spelling while the database agrees with it; show the database's when it does not."""
+    if declared_text is not None and declared_value == actual_value:
+        return declared_text
+    return actual_text
+
+
+peers_field = Field(default_factory=Peers)

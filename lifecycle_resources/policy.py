@@ -1,0 +1,241 @@
+"""The provider shared by CompressionPolicy and RetentionPolicy: a TimescaleDB job per hypertable,
+converged in place with alter_job, adopted when it already exists, deleted on destroy."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import psycopg
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import jobs, registry
+from .declared import (Peers, Target, depends_on_peers, display, interval, normalise_window, peers_of,
+                       resolve_target, target_of)
+from .errors import InputError
+from .hypertable import lock_table
+from .identifiers import TableName
+from .provider import LifecycleProvider, changed_fields, secret
+
+SCHEDULE_DEFAULTS = {"max_runtime": "0", "max_retries": -1, "retry_period": "1 hour", "scheduled": True}
+
+
+class PolicyArgs(BaseModel):
+    """Declared inputs of a policy; `window` is compress_after or drop_after."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    hypertable: str
+    window: str | int
+    schedule_interval: str
+    max_runtime: str = "0"
+    max_retries: int = Field(default=-1, ge=-1)
+    retry_period: str = "1 hour"
+    scheduled: bool = True
+    resource_name: str | None = None
+    peers: Peers = Field(default_factory=Peers)
+
+
+class PolicyProvider(LifecycleProvider):
+    kind_spec: ClassVar[jobs.PolicyKind]
+    peer_key: ClassVar[str]  # the sibling policy's window key, to compare windows
+
+    @property
+    def window_key(self) -> str:
+        return self.kind_spec.window_key
+
+    def _args(self, props: dict[str, Any]) -> PolicyArgs:
+        data = dict(props)
+        data["window"] = props.get(self.window_key)
+        data.setdefault("schedule_interval", None)
+        if data["schedule_interval"] is None:
+            data["schedule_interval"] = self.kind_spec.default_schedule
+        for key, default in SCHEDULE_DEFAULTS.items():
+            if data.get(key) is None:
+                data[key] = default
+        data["peers"] = props.get("peers") or {}
+        return PolicyArgs.model_validate(data)
+
+    def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState]:
+        name = args.resource_name
+        target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
+        window, window_text = normalise_window(conn, name, self.window_key, args.window, target)
+        si, si_text = interval(conn, name, "schedule_interval", args.schedule_interval)
+        mr, mr_text = interval(conn, name, "max_runtime", args.max_runtime, allow_zero=True)
+        rp, rp_text = interval(conn, name, "retry_period", args.retry_period)
+        self._check_peers(conn, args, target, window)
+        return target, jobs.JobState(
+            hypertable=target.table.qualified, window=window, schedule_interval=si, max_runtime=mr,
+            max_retries=args.max_retries, retry_period=rp, scheduled=args.scheduled,
+            texts={"window": window_text, "schedule_interval": si_text, "max_runtime": mr_text,
+                   "retry_period": rp_text})
+
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
+        """Overridden where a policy must agree with what else the program declares for the table."""
+
+    # -- check / diff -----------------------------------------------------------------------------
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        args = self._args(news)
+        with self.session(news) as (conn, _info):
+            target, declared = self._declared(conn, args)
+        return {"hypertable": target.table.qualified, **self._values(declared), "duplicate_job_ids": []}
+
+    @staticmethod
+    def _values(state: jobs.JobState) -> dict[str, Any]:
+        return {"window_value": state.window, "schedule_interval_value": state.schedule_interval,
+                "max_runtime_value": state.max_runtime, "retry_period_value": state.retry_period,
+                "max_retries": state.max_retries, "scheduled": state.scheduled}
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed_fields(olds, news, ["hypertable"])
+        changes = changed_fields(olds, news, ["window_value", "schedule_interval_value", "max_runtime_value",
+                                              "retry_period_value", "max_retries", "scheduled",
+                                              "duplicate_job_ids", "dsn"])
+        return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
+
+    # -- apply ------------------------------------------------------------------------------------
+    def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
+        args = self._args(props)
+        with self.session(props) as (conn, info), conn.transaction():
+            target, declared = self._declared(conn, args)
+            lock_table(conn, target.table)
+            actual = jobs.read_jobs(conn, self.kind_spec, target.table)
+            ops = jobs.plan(self.kind_spec, declared, declared.texts["window"], actual)
+            for op in ops:
+                jobs.execute(op, conn, info, target.integer_time)
+            after = jobs.read_jobs(conn, self.kind_spec, target.table)
+        assert len(after) == 1, f"{target.table}: expected one {self.kind_spec.resource} job, found {after}"
+        return self._presented(after[0], declared), bool(actual), [op.describe() for op in ops]
+
+    @staticmethod
+    def _presented(actual: jobs.JobState, declared: jobs.JobState | None) -> jobs.JobState:
+        texts = {}
+        for field in ("window", *jobs.INTERVAL_FIELDS):
+            texts[field] = display(declared.texts.get(field) if declared else None,
+                                   getattr(declared, field) if declared else None,
+                                   getattr(actual, field), actual.texts.get(field, ""))
+        return actual.model_copy(update={"texts": texts})
+
+    def _outs(self, props: dict[str, Any], state: jobs.JobState, adopted: bool, duplicates: list[int],
+              operations: list[str] | None = None) -> dict[str, Any]:
+        outs = {
+            "hypertable": state.hypertable,
+            self.window_key: state.texts["window"],
+            "schedule_interval": state.texts["schedule_interval"],
+            "max_runtime": state.texts["max_runtime"],
+            "retry_period": state.texts["retry_period"],
+            **self._values(state),
+            "job_id": state.job_id,
+            "config": state.config,
+            "duplicate_job_ids": duplicates,
+            "adopted": adopted,
+            "resource_name": props.get("resource_name"),
+            "peers": props.get("peers") or {},
+            "dsn": secret(props.get("dsn")),
+        }
+        if operations is not None:
+            outs["last_operations"] = operations
+        return outs
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        state, adopted, ops = self._apply(props)
+        return CreateResult(str(state.job_id), self._outs(props, state, adopted, [], ops))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        state, _, ops = self._apply(news)
+        return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), [], ops))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        table = TableName.parse(props["hypertable"])
+        with self.session(props) as (conn, _info):
+            found = jobs.read_jobs(conn, self.kind_spec, table)
+        if not found:
+            return ReadResult(None, {})  # removed by hand: the next up adds it again
+        keep = next((j for j in found if str(j.job_id) == id_), found[0])
+        duplicates = [j.job_id for j in found if j is not keep and j.job_id is not None]
+        declared = self._recorded(props)
+        state = self._presented(keep, declared)
+        outs = self._outs(props, state, bool(props.get("adopted")), duplicates, props.get("last_operations"))
+        inputs = {k: outs[k] for k in ("hypertable", self.window_key, "schedule_interval", "max_runtime",
+                                       "retry_period", "window_value", "schedule_interval_value",
+                                       "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
+                                       "duplicate_job_ids", "resource_name", "peers")}
+        if props.get("dsn") is not None:
+            inputs["dsn"] = outs["dsn"]
+        return ReadResult(str(keep.job_id), outs, inputs)
+
+    def _recorded(self, props: dict[str, Any]) -> jobs.JobState | None:
+        """The declared state as recorded in the previous outputs (for keeping the user's spellings)."""
+        try:
+            return jobs.JobState(
+                hypertable=props["hypertable"], window=props["window_value"],
+                schedule_interval=props["schedule_interval_value"], max_runtime=props["max_runtime_value"],
+                max_retries=props["max_retries"], retry_period=props["retry_period_value"],
+                scheduled=props["scheduled"],
+                texts={"window": props[self.window_key], "schedule_interval": props["schedule_interval"],
+                       "max_runtime": props["max_runtime"], "retry_period": props["retry_period"]})
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Remove the policy job. Removing a policy never touches data."""
+        table = TableName.parse(props["hypertable"])
+        with self.session(props) as (conn, info), conn.transaction():
+            lock_table(conn, table)
+            for job in jobs.read_jobs(conn, self.kind_spec, table):
+                if str(job.job_id) == id_:
+                    jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info, False)
+
+
+def window_conflict(resource: str | None, field: str, value: Any, drop_after: int, compress_after: int,
+                    drop_text: str, compress_text: str) -> InputError | None:
+    if drop_after <= compress_after:
+        return InputError(
+            resource, field, value,
+            f"drop_after ({drop_text}) is not longer than compress_after ({compress_text}) on the same "
+            "hypertable: chunks would be compressed only to be dropped",
+            "drop_after longer than compress_after")
+    return None
+
+
+
+class PolicyResource(Resource):
+    """What CompressionPolicy and RetentionPolicy share: inputs, outputs, registration, options."""
+
+    provider_class: ClassVar[type[PolicyProvider]]
+    window_key: ClassVar[str]
+    depends_on_kinds: ClassVar[tuple[str, ...]] = ("Hypertable",)
+
+    hypertable: pulumi.Output[str]
+    schedule_interval: pulumi.Output[str]
+    max_runtime: pulumi.Output[str]
+    max_retries: pulumi.Output[int]
+    retry_period: pulumi.Output[str]
+    scheduled: pulumi.Output[bool]
+    job_id: pulumi.Output[int]
+    config: pulumi.Output[dict]
+    adopted: pulumi.Output[bool]
+    duplicate_job_ids: pulumi.Output[list]
+    last_operations: pulumi.Output[list]
+
+    def _declare(self, resource_name: str, hypertable: Any, window: Any, schedule: dict[str, Any], dsn: Any,
+                 opts: pulumi.ResourceOptions | None) -> None:
+        kind = self.__class__.__name__
+        table = target_of(hypertable)
+        peers = peers_of(table)
+        registry.declare_policy(kind, resource_name, table, window)
+        props = {
+            "hypertable": table, self.window_key: window, **schedule, "resource_name": resource_name,
+            "peers": peers, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "window_value": None, "schedule_interval_value": None, "max_runtime_value": None,
+            "retry_period_value": None, "job_id": None, "config": None, "adopted": None,
+            "duplicate_job_ids": None, "last_operations": None,
+        }
+        deps = depends_on_peers(table, *self.depends_on_kinds)
+        if isinstance(hypertable, pulumi.Resource):
+            deps.append(hypertable)
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=deps, additional_secret_outputs=["dsn"], delete_before_replace=True))
+        super().__init__(self.provider_class(), resource_name, props, opts)
+        registry.attach(kind, table, self)

@@ -1,0 +1,49 @@
+"""RetentionPolicy: drop chunks older than `drop_after`, as a TimescaleDB job.
+
+Changes in place (alter_job, same job id): drop_after and every schedule field.
+Replaces (delete first, since TimescaleDB allows one per hypertable): hypertable.
+Delete: removes the job, so nothing is dropped any more; no data is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pulumi
+
+from . import jobs
+from .declared import Target, normalise_window
+from .policy import PolicyArgs, PolicyProvider, PolicyResource, window_conflict
+
+
+class RetentionPolicyProvider(PolicyProvider):
+    kind = "RetentionPolicy"
+    kind_spec = jobs.RETENTION
+
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
+        if args.peers.compress_after is not None:
+            compress, compress_text = normalise_window(conn, args.resource_name, "compress_after",
+                                                       args.peers.compress_after, target)
+            conflict = window_conflict(args.resource_name, "drop_after", args.window, window, compress,
+                                       str(args.window), compress_text)
+            if conflict:
+                raise conflict
+
+
+class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"):
+    """Drops a hypertable's chunks once they are older than `drop_after`."""
+
+    provider_class = RetentionPolicyProvider
+    window_key = "drop_after"
+    depends_on_kinds = ("Hypertable",)
+    drop_after: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, hypertable: Any, drop_after: pulumi.Input[str | int], *,
+                 schedule_interval: str | None = None, max_runtime: str | None = None,
+                 max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
+                 dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        self._declare(resource_name, hypertable, drop_after,
+                      {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
+                       "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
+                      dsn, opts)
