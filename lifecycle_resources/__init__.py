@@ -3,11 +3,12 @@
 from .compression_policy import CompressionPolicy, CompressionPolicyProvider
 from .compression_settings import CompressionSettings, CompressionSettingsProvider
 from .hypertable import Hypertable, HypertableProvider
+from .lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
 from .policy_guard import PolicyGuard, PolicyGuardProvider
 from .retention_policy import RetentionPolicy, RetentionPolicyProvider
 
 __all__ = [
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
-    "Hypertable", "HypertableProvider", "PolicyGuard", "PolicyGuardProvider",
+    "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider", "PolicyGuard", "PolicyGuardProvider",
     "RetentionPolicy", "RetentionPolicyProvider",
 ]

@@ -61,22 +61,75 @@ def _resolve_dsn(args: argparse.Namespace) -> str | None:
     return current.dsn if current else None
 
 
+def _need_dsn(args: argparse.Namespace) -> str:
+    dsn = _resolve_dsn(args)
+    if not dsn:
+        raise LifecycleError("no database: give --dsn, set TSDB_DSN, or start the embedded one with "
+                             "`lifecycle db start`")
+    return dsn
+
+
 def _status(args: argparse.Namespace) -> int:
     from . import report
     from .connection import connect
+    from .manager import DataLifecycleManager, human_bytes
 
-    dsn = _resolve_dsn(args)
-    if not dsn:
-        print("no --dsn, no TSDB_DSN and no embedded TimescaleDB running", file=sys.stderr)
-        return 1
+    dsn = _need_dsn(args)
     with connect(dsn) as conn:
         tables = report.hypertables(conn)
         jobs = report.policies(conn)
+        has_schema = report.has_lifecycle_schema(conn)
     print("Hypertables")
     print(report.render_table(*tables))
-    print("\nPolicies")
+    print("\nTimescaleDB policy jobs")
     print(report.render_table(*jobs))
+    if not has_schema:
+        print("\n(the lifecycle schema is not installed: no declared policies or run history to show)")
+        return 0
+    manager = DataLifecycleManager(dsn)
+    rows = [(p.policy_name, p.kind, p.hypertable, p.environment or "", p.job_id,
+             "yes" if p.enabled else "no", p.last_status or "never run",
+             p.last_started_at.strftime("%Y-%m-%d %H:%M") if p.last_started_at else "",
+             p.next_due.strftime("%Y-%m-%d %H:%M") if p.next_due else "")
+            for p in manager.status(args.stack)]
+    print("\nLifecycle policies (lifecycle.lifecycle_policy_status)")
+    print(report.render_table(["policy", "kind", "hypertable", "env", "job", "enabled", "last status",
+                               "last run", "next due"], rows))
+    stats = [(c.hypertable, c.total_chunks, c.compressed_chunks, human_bytes(c.before_bytes),
+              human_bytes(c.after_bytes), "" if c.compression_ratio is None else f"{c.compression_ratio:.2f}x",
+              "" if c.space_saved_pct is None else f"{c.space_saved_pct:.1f}%")
+             for c in manager.compression()]
+    print("\nCompression (lifecycle.compression_statistics)")
+    print(report.render_table(["hypertable", "chunks", "compressed", "before", "after", "ratio", "saved"], stats))
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
+
+    manager = DataLifecycleManager(_need_dsn(args))
+    tty = sys.stderr.isatty()
+
+    def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
+        head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
+        if done is None:
+            if tty:  # a live line on a terminal; logs get one line per policy
+                print(f"{head} ...", end="\r", file=sys.stderr, flush=True)
+        else:
+            print(f"{head}: {done.describe()}", flush=True)
+
+    results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
+    if not results:
+        print("nothing due" + (f" for stack {args.stack}" if args.stack else ""))
+        return 0
+    compressed = sum(r.chunks_affected for r in results if r.kind == "compression" and r.status != "failed")
+    dropped = sum(r.chunks_affected for r in results if r.kind == "retention" and r.status != "failed")
+    saved = sum(r.bytes_saved for r in results if r.kind == "compression" and r.status != "failed")
+    failed = [r for r in results if r.status == "failed"]
+    would = " (dry run: nothing changed)" if args.dry_run else ""
+    print(f"{len(results)} policies run{would}: {compressed} chunks compressed, {dropped} chunks dropped, "
+          f"{human_bytes(saved)} saved by compression, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
     ex.set_defaults(func=_db_exec)
 
-    status = sub.add_parser("status", help="what the database holds: hypertables, chunks, sizes")
+    status = sub.add_parser("status", help="hypertables, policies, their last runs and compression figures")
     status.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
+    status.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
     status.set_defaults(func=_status, state_dir=None)
+
+    run = sub.add_parser("run", help="execute the due lifecycle policies (or one) and record what they did")
+    run.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
+    run.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
+    run.add_argument("--policy", default=None, help="run this policy now, due or not")
+    run.add_argument("--dry-run", action="store_true", help="measure what would change; change nothing")
+    run.set_defaults(func=_run, state_dir=None)
     return parser
 
 

@@ -28,7 +28,11 @@ class CompressionPolicyProvider(PolicyProvider):
                              "compression is not enabled on this hypertable",
                              "a hypertable with compression enabled: declare CompressionSettings for it")
         if args.peers.drop_after is not None:
-            drop, drop_text = normalise_window(conn, args.resource_name, "drop_after", args.peers.drop_after, target)
+            try:
+                drop, drop_text = normalise_window(conn, args.resource_name, "drop_after", args.peers.drop_after,
+                                                   target)
+            except InputError:
+                return  # the RetentionPolicy's own check reports its bad value
             conflict = window_conflict(args.resource_name, "compress_after", args.window, drop, window,
                                        drop_text, str(args.window))
             if conflict:
@@ -46,8 +50,9 @@ class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPol
     def __init__(self, resource_name: str, hypertable: Any, compress_after: pulumi.Input[str | int], *,
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
-                 dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, compress_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
-                      dsn, opts)
+                      dsn, opts, config_source)

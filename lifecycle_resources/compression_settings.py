@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import catalog, registry
 from .declared import Peers, Target, resolve_target
-from .errors import InputError
+from .errors import Deferred, InputError
 from .hypertable import lock_table
 from .identifiers import TableName
 from .provider import LifecycleProvider, changed_fields, secret
@@ -196,7 +196,8 @@ class CompressionSettingsProvider(LifecycleProvider):
     def _declared(self, conn: psycopg.Connection, args: CompressionSettingsArgs) -> tuple[Target, CompressionState]:
         target = resolve_target(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
         snap = catalog.table_snapshot(conn, target.table)
-        assert snap is not None
+        if snap is None:  # promised by the program's LifecycleSchema: its columns are not known yet
+            raise Deferred(f"{target.table} is created by the program's LifecycleSchema")
         return target, declared_state(args, target, [c.name for c in snap.columns])
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +241,7 @@ class CompressionSettingsProvider(LifecycleProvider):
             "adopted": adopted,
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
+            "config_source": props.get("config_source"),
             "dsn": secret(props.get("dsn")),
         }
 
@@ -265,7 +267,8 @@ class CompressionSettingsProvider(LifecycleProvider):
             outs["segment_by"] = list(state.segment_by or ())
             outs["order_by"] = list(state.order_by or ())
         inputs = {k: outs[k] for k in ("hypertable", "segment_by", "order_by", "segment_by_normalised",
-                                       "order_by_normalised", "enabled", "resource_name", "peers")}
+                                       "order_by_normalised", "enabled", "resource_name", "peers",
+                                       "config_source")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
@@ -298,7 +301,7 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
 
     def __init__(self, resource_name: str, hypertable: Any, segment_by: list[str] | None = None,
                  order_by: list[str] | None = None, *, dsn: pulumi.Input[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         from .declared import depends_on_peers, peers_of, target_of
 
         table = target_of(hypertable)
@@ -312,7 +315,7 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
             "resource_name": resource_name, "peers": peers,
             "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
             "segment_by_normalised": None, "order_by_normalised": None, "enabled": None, "adopted": None,
-            "applies_to": None,
+            "applies_to": None, "config_source": config_source,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             depends_on=deps, additional_secret_outputs=["dsn"], delete_before_replace=True))

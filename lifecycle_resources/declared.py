@@ -26,6 +26,7 @@ class Peers(BaseModel):
     compression_settings: bool = False      # a CompressionSettings resource will enable compression
     compress_after: str | int | None = None
     drop_after: str | int | None = None
+    promised: dict[str, str] | None = None  # a LifecycleSchema creates the table: its time column and type
 
 
 def peers_of(table: Any) -> dict[str, Any]:
@@ -33,6 +34,8 @@ def peers_of(table: Any) -> dict[str, Any]:
     if decl is None:
         return {}
     peers: dict[str, Any] = {}
+    if registry.promised(table):
+        peers["promised"] = registry.promised_time(table)
     if HYPERTABLE in decl.policies:
         peers["time_column"] = decl.policies[HYPERTABLE][2]
     if SETTINGS in decl.policies:
@@ -44,7 +47,7 @@ def peers_of(table: Any) -> dict[str, Any]:
 
 
 def depends_on_peers(table: Any, *kinds: str) -> list[pulumi.Resource]:
-    out = []
+    out = [r for r in [registry.promised(table)] if r is not None]
     for kind in kinds:
         res = registry.policy_resource(kind, table)
         if res is not None:
@@ -81,6 +84,10 @@ def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, h
         raise InputError(resource, field, hypertable, str(exc), "'schema.table' or 'table'") from None
     snap = catalog.table_snapshot(conn, table)
     if snap is None:
+        if peers.promised:
+            # Created by the program's LifecycleSchema before this resource: check against what it will be.
+            return Target(table=table, time_column=peers.promised["time_column"],
+                          column_type=peers.promised["column_type"], compression_enabled=False)
         raise InputError(resource, field, hypertable, "no such table", "an existing hypertable")
     if snap.time_dimension is not None:
         return Target(table=table, time_column=snap.time_dimension.column,

@@ -31,3 +31,7 @@ class DatabaseUnavailable(LifecycleError):
 
 class UnsupportedDatabase(LifecycleError):
     """The server lacks TimescaleDB, runs the Apache edition, or is too old."""
+
+
+class Deferred(Exception):
+    """Validation that must wait: the object is created by another resource of the same program first."""

@@ -238,6 +238,13 @@ class HypertableProvider(LifecycleProvider):
                              "the current column, or allow_time_column_change=True to opt in to the copy")
         with self.session(news) as (conn, _info):
             snap = catalog.table_snapshot(conn, TableName.parse(args.table))
+            promised = (news.get("peers") or {}).get("promised")
+            if snap is None and promised:
+                # Created by the program's LifecycleSchema first: check against what it will be.
+                snap = catalog.TableSnapshot(
+                    table=TableName.parse(args.table), relkind="r", time_dimension=None,
+                    columns=(catalog.Column(name=promised["time_column"], type_name=promised["column_type"],
+                                            type_text=promised["column_type"]),))
             declared = self._declared(conn, args, snap)
             if snap is not None and olds.get("table") != args.table:
                 # About to be created or adopted: refuse now what create() would refuse.
@@ -284,6 +291,8 @@ class HypertableProvider(LifecycleProvider):
             "resource_name": props.get("resource_name"),
             "dsn": secret(props.get("dsn")),
             "adopted": adopted,
+            "peers": props.get("peers") or {},
+            "config_source": props.get("config_source"),
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -306,7 +315,7 @@ class HypertableProvider(LifecycleProvider):
         outs = self._outs(props, state, bool(props.get("adopted")))
         inputs = {k: outs[k] for k in ("table", "time_column", "chunk_interval", "chunk_interval_value",
                                        "column_type", "migrate_data", "allow_time_column_change",
-                                       "resource_name")}
+                                       "resource_name", "peers", "config_source")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
@@ -337,14 +346,19 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
     def __init__(self, resource_name: str, table: pulumi.Input[str], time_column: pulumi.Input[str],
                  chunk_interval: pulumi.Input[str | int], *, migrate_data: bool = True,
                  allow_time_column_change: bool = False, dsn: pulumi.Input[str] | None = None,
+                 config_source: dict[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        from .declared import depends_on_peers, peers_of
+
         props = {
             "table": table, "time_column": time_column, "chunk_interval": chunk_interval,
             "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change,
             "resource_name": resource_name, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
             "column_type": None, "chunk_interval_value": None, "adopted": None,
+            "peers": peers_of(table), "config_source": config_source,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["dsn"]))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["dsn"], depends_on=depends_on_peers(table)))
         registry.declare_policy("Hypertable", resource_name, table, time_column)
         super().__init__(HypertableProvider(), resource_name, props, opts)
         registry.attach("Hypertable", table, self)

@@ -28,12 +28,17 @@ class PolicyKind:
     window_key: str        # the config key holding the window: compress_after, drop_after
     other_window_keys: tuple[str, ...]  # alternatives TimescaleDB accepts in its place
     default_schedule: str
+    word: str              # lifecycle.lifecycle_policies.kind
+
+    @property
+    def register_function(self) -> str:
+        return f"create_lifecycle_{self.word}_policy"
 
 
 COMPRESSION = PolicyKind("CompressionPolicy", "policy_compression", "add_compression_policy", "compress_after",
-                         ("compress_created_before",), "12 hours")
+                         ("compress_created_before",), "12 hours", "compression")
 RETENTION = PolicyKind("RetentionPolicy", "policy_retention", "add_retention_policy", "drop_after",
-                       ("drop_created_before",), "1 day")
+                       ("drop_created_before",), "1 day", "retention")
 KINDS = {k.proc_name: k for k in (COMPRESSION, RETENTION)}
 
 
@@ -129,6 +134,18 @@ class DeleteJob:
 
     def describe(self) -> str:
         return f"delete job {self.job_id} ({self.kind.resource} on {self.table})"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Not an operation on the job: the record that the lifecycle schema now knows the policy."""
+
+    kind: PolicyKind
+    table: TableName
+    name: str
+
+    def describe(self) -> str:
+        return f"register {self.name} in lifecycle.lifecycle_policies"
 
 
 JobOperation = AddJob | AlterJob | DeleteJob

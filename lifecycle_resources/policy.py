@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import psycopg
+from psycopg import sql
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,6 +105,9 @@ class PolicyProvider(LifecycleProvider):
             ops = jobs.plan(self.kind_spec, declared, declared.texts["window"], actual)
             for op in ops:
                 jobs.execute(op, conn, info, target.integer_time)
+            registered = register(conn, self.kind_spec, target.table, declared, props)
+            if registered:
+                ops.append(jobs.Registered(self.kind_spec, target.table, registered))
             after = jobs.read_jobs(conn, self.kind_spec, target.table)
         assert len(after) == 1, f"{target.table}: expected one {self.kind_spec.resource} job, found {after}"
         return self._presented(after[0], declared), bool(actual), [op.describe() for op in ops]
@@ -132,6 +136,8 @@ class PolicyProvider(LifecycleProvider):
             "adopted": adopted,
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
+            "config_source": props.get("config_source"),
+            "registration": props.get("registration"),
             "dsn": secret(props.get("dsn")),
         }
         if operations is not None:
@@ -160,7 +166,8 @@ class PolicyProvider(LifecycleProvider):
         inputs = {k: outs[k] for k in ("hypertable", self.window_key, "schedule_interval", "max_runtime",
                                        "retry_period", "window_value", "schedule_interval_value",
                                        "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
-                                       "duplicate_job_ids", "resource_name", "peers")}
+                                       "duplicate_job_ids", "resource_name", "peers", "config_source",
+                                       "registration")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(str(keep.job_id), outs, inputs)
@@ -183,9 +190,40 @@ class PolicyProvider(LifecycleProvider):
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
+            unregister(conn, props.get("resource_name"))
             for job in jobs.read_jobs(conn, self.kind_spec, table):
                 if str(job.job_id) == id_:
                     jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info, False)
+
+
+def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
+             props: dict[str, Any]) -> str | None:
+    """Record the declared policy in the lifecycle schema, when the database has it (LifecycleSchema)."""
+    signature = f"lifecycle.{kind.register_function}(regclass,text,interval,text,text,text)"
+    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
+    if not row or not row[0]:
+        return None
+    reg = props.get("registration") or {}
+    name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
+    conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, {}::interval, {}, {}, {})")
+                 .format(sql.Identifier("lifecycle", kind.register_function), sql.Literal(table.schema),
+                         sql.Literal(table.name), sql.Literal(declared.texts["window"]),
+                         sql.Literal(declared.texts["schedule_interval"]), sql.Literal(reg.get("stack")),
+                         sql.Literal(reg.get("environment")), sql.Literal(name)))
+    return name
+
+
+def unregister(conn: psycopg.Connection, name: str | None) -> None:
+    """Append a disabled registration, so the lifecycle views show the policy as removed."""
+    row = conn.execute("SELECT to_regclass('lifecycle.lifecycle_policies') IS NOT NULL").fetchone()
+    if not name or not row or not row[0]:
+        return
+    conn.execute(
+        """INSERT INTO lifecycle.lifecycle_policies
+                   (policy_name, hypertable, kind, parameters, stack, environment, job_id, enabled)
+           SELECT policy_name, hypertable, kind, parameters, stack, environment, job_id, false
+             FROM lifecycle.lifecycle_policies WHERE policy_name = %s
+            ORDER BY registered_at DESC LIMIT 1""", (name,))
 
 
 def window_conflict(resource: str | None, field: str, value: Any, drop_after: int, compress_after: int,
@@ -220,7 +258,7 @@ class PolicyResource(Resource):
     last_operations: pulumi.Output[list]
 
     def _declare(self, resource_name: str, hypertable: Any, window: Any, schedule: dict[str, Any], dsn: Any,
-                 opts: pulumi.ResourceOptions | None) -> None:
+                 opts: pulumi.ResourceOptions | None, config_source: dict[str, str] | None) -> None:
         kind = self.__class__.__name__
         table = target_of(hypertable)
         peers = peers_of(table)
@@ -230,7 +268,9 @@ class PolicyResource(Resource):
             "peers": peers, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
             "window_value": None, "schedule_interval_value": None, "max_runtime_value": None,
             "retry_period_value": None, "job_id": None, "config": None, "adopted": None,
-            "duplicate_job_ids": None, "last_operations": None,
+            "duplicate_job_ids": None, "last_operations": None, "config_source": config_source,
+            "registration": {"stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                             "environment": pulumi.get_stack()},
         }
         deps = depends_on_peers(table, *self.depends_on_kinds)
         if isinstance(hypertable, pulumi.Resource):

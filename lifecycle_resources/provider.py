@@ -14,10 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from . import catalog
 from .connection import CONFIG_KEY, connect, scrub, validate_dsn
-from .errors import InputError, LifecycleError
+from .errors import Deferred, InputError, LifecycleError
 
 # Properties the engine and the providers manage themselves; never user-declared state.
-INTERNAL = frozenset({"__provider", "dsn", "resource_name"})
+INTERNAL = frozenset({"__provider", "dsn", "resource_name", "config_source", "peers"})
 
 
 def is_unknown(value: Any) -> bool:
@@ -106,16 +106,28 @@ class LifecycleProvider(ResourceProvider):
             return CheckResult(inputs, [])
         try:
             inputs.update(self.validate(olds, news))
+        except Deferred:
+            return CheckResult(inputs, [])  # checked at create, once the resource it waits for exists
         except ValidationError as exc:
-            return CheckResult(inputs, pydantic_failures(exc, news.get("resource_name")))
+            return CheckResult(inputs, [self._sourced(f, news) for f in
+                                        pydantic_failures(exc, news.get("resource_name"))])
         except InputError as exc:
-            return CheckResult(inputs, [CheckFailure(exc.field, str(exc))])
+            return CheckResult(inputs, [self._sourced(CheckFailure(exc.field, str(exc)), news)])
         except LifecycleError as exc:
             message = str(exc)
             if not message.startswith(self._where(news)):
                 message = self._where(news) + message
             return CheckResult(inputs, [CheckFailure("dsn", message)])
         return CheckResult(inputs, [])
+
+    @staticmethod
+    def _sourced(failure: CheckFailure, news: Mapping[str, Any]) -> CheckFailure:
+        """Name the stack config key the value came from, when the program says where it came from."""
+        source = (news.get("config_source") or {}).get(failure.property) if isinstance(
+            news.get("config_source"), Mapping) else None
+        if source:
+            failure.reason = f"{failure.reason} (stack config {source})"
+        return failure
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         """Validate declared inputs against the database; return normalised values to merge into the inputs."""

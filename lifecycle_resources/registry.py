@@ -18,6 +18,8 @@ class TableDeclarations:
 
 
 _TABLES: dict[str, TableDeclarations] = {}
+# table -> (the resource that creates it, e.g. LifecycleSchema; its time column and type)
+_PROMISED: dict[str, tuple[pulumi.Resource, dict[str, str]]] = {}
 
 
 def _key(table: Any) -> str | None:
@@ -71,9 +73,26 @@ def declared_kinds(table: str) -> list[str]:
     return sorted(decl.policies) if decl else []
 
 
+def promise(tables: dict[str, dict[str, str]], resource: pulumi.Resource) -> None:
+    """`resource` creates these tables; each with {"time_column": .., "column_type": ..}."""
+    for table, time in tables.items():
+        _PROMISED[TableName.parse(table).qualified] = (resource, time)
+
+
+def promised(table: Any) -> pulumi.Resource | None:
+    key = _key(table)
+    return _PROMISED[key][0] if key in _PROMISED else None
+
+
+def promised_time(table: Any) -> dict[str, str] | None:
+    key = _key(table)
+    return _PROMISED[key][1] if key in _PROMISED else None
+
+
 def reset() -> None:
     """Forget everything (tests that run several programs in one process)."""
     _TABLES.clear()
+    _PROMISED.clear()
 
 
 def tables_with(kind: str) -> list[str]:

@@ -19,7 +19,6 @@ SELECT format('%I.%I', h.hypertable_schema, h.hypertable_name) AS hypertable,
        (SELECT count(*) FROM timescaledb_information.chunks c
          WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
            AND c.is_compressed) AS compressed,
-       {approximate_row_count}(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass) AS approx_rows,
        pg_size_pretty({hypertable_size}(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass)) AS size
   FROM timescaledb_information.hypertables h
   JOIN timescaledb_information.dimensions d
@@ -32,8 +31,7 @@ SELECT format('%I.%I', h.hypertable_schema, h.hypertable_name) AS hypertable,
 def hypertables(conn: psycopg.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
     info = catalog.server_info(conn)
     catalog.require_timescaledb(info, "lifecycle status")
-    cur = conn.execute(_HYPERTABLES.format(approximate_row_count=info.fn("approximate_row_count"),
-                                           hypertable_size=info.fn("hypertable_size")))
+    cur = conn.execute(_HYPERTABLES.format(hypertable_size=info.fn("hypertable_size")))
     return [c.name for c in cur.description or ()], cur.fetchall()
 
 
@@ -55,6 +53,11 @@ SELECT format('%I.%I', j.hypertable_schema, j.hypertable_name) AS hypertable,
 def policies(conn: psycopg.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
     cur = conn.execute(_POLICIES)
     return [c.name for c in cur.description or ()], cur.fetchall()
+
+
+def has_lifecycle_schema(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass('lifecycle.lifecycle_policy_status') IS NOT NULL").fetchone()
+    return bool(row and row[0])
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

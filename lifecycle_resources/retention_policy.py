@@ -14,6 +14,7 @@ import pulumi
 
 from . import jobs
 from .declared import Target, normalise_window
+from .errors import InputError
 from .policy import PolicyArgs, PolicyProvider, PolicyResource, window_conflict
 
 
@@ -23,8 +24,11 @@ class RetentionPolicyProvider(PolicyProvider):
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
         if args.peers.compress_after is not None:
-            compress, compress_text = normalise_window(conn, args.resource_name, "compress_after",
-                                                       args.peers.compress_after, target)
+            try:
+                compress, compress_text = normalise_window(conn, args.resource_name, "compress_after",
+                                                           args.peers.compress_after, target)
+            except InputError:
+                return  # the CompressionPolicy's own check reports its bad value
             conflict = window_conflict(args.resource_name, "drop_after", args.window, window, compress,
                                        str(args.window), compress_text)
             if conflict:
@@ -42,8 +46,9 @@ class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"
     def __init__(self, resource_name: str, hypertable: Any, drop_after: pulumi.Input[str | int], *,
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
-                 dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, drop_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
-                      dsn, opts)
+                      dsn, opts, config_source)

@@ -36,10 +36,22 @@ class TableSettings(BaseModel):
     retention: RetentionConfig | None = None
 
 
+class BookkeepingSettings(BaseModel):
+    """The lifecycle schema's own tables: hypertables like any other, with their own windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_interval: str = "1 day"
+    compress_after: str = "7 days"
+    drop_after: str = "90 days"
+
+
 class StackSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    dsn: str | None = None  # a secret; read by the providers, listed here so it is a known key
     tables: dict[str, TableSettings] = Field(default_factory=dict)
+    bookkeeping: BookkeepingSettings = Field(default_factory=BookkeepingSettings)
 
     def qualified_tables(self) -> dict[str, TableSettings]:
         return {TableName.parse(name).qualified: settings for name, settings in self.tables.items()}
@@ -65,13 +77,33 @@ def parse_settings(raw: dict[str, Any]) -> StackSettings:
     return settings
 
 
-def load_settings() -> StackSettings:
-    """Read and validate the stack's `lifecycle:*` configuration inside a Pulumi program."""
-    import pulumi
+def source(table: str, *path: str) -> str:
+    """The full config key a value of a table's settings came from."""
+    return ":".join([NAMESPACE, ".".join(["tables", table, *path])])
 
-    config = pulumi.Config(NAMESPACE)
+
+def load_settings() -> StackSettings:
+    """Read and validate the stack's `lifecycle:*` configuration inside a Pulumi program.
+
+    Every key of the namespace is validated, so a misspelled top-level key fails too.
+    """
+    import json
+
+    import pulumi
+    from pulumi.runtime.config import CONFIG
+
     raw: dict[str, Any] = {}
-    tables = config.get_object("tables")
-    if tables is not None:
-        raw["tables"] = tables
-    return parse_settings(raw)
+    for key, value in CONFIG.get().items():
+        namespace, _, name = key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        if name == "dsn":
+            continue  # secret: never parsed into the program's objects
+        try:
+            raw[name] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+        except json.JSONDecodeError:
+            raw[name] = value
+    try:
+        return parse_settings(raw)
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None

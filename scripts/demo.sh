@@ -13,7 +13,7 @@ if ! dsn=$($lifecycle db dsn 2>/dev/null); then
 fi
 echo "$dsn"
 
-step "sample tables of a trading platform, 21 days of synthetic rows"
+step "sample tables of a trading platform, 45 days of synthetic rows"
 $lifecycle db exec sql/demo/trading_tables.sql --dsn "$dsn"
 
 step "pulumi up --refresh (stack dev)"
@@ -23,8 +23,10 @@ bin/pulumi up --yes --refresh --stack dev
 step "pulumi preview --expect-no-changes"
 bin/pulumi preview --expect-no-changes --stack dev
 
-step "what the database holds"
-$lifecycle db exec sql/demo/analyze.sql --dsn "$dsn"   # row estimates for the report
-$lifecycle status --dsn "$dsn"
+step "lifecycle run: the due policies, executed and recorded (no TimescaleDB scheduler runs here)"
+$lifecycle run --dsn "$dsn" --stack dev
 
-printf '\nThe embedded TimescaleDB is still running at %s\nStop it with: .venv/bin/lifecycle db stop\n' "$dsn"
+step "what the database holds"
+$lifecycle status --dsn "$dsn" --stack dev
+
+printf '\nThe embedded TimescaleDB is still running at %s\nStop it with: .venv/bin/lifecycle db stop (or make db-stop)\n' "$dsn"

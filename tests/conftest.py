@@ -82,3 +82,15 @@ def stack(tmp_path: Path, pulumi_home: Path, tsdb_dsn: str) -> Iterator[PulumiSt
     s = PulumiStack(tmp_path / "project", pulumi_home=pulumi_home, dsn=tsdb_dsn)
     yield s
     s.cleanup()
+
+
+@pytest.fixture(scope="session")
+def lifecycle_schema(tsdb_dsn: str) -> None:
+    """The lifecycle schema, migrated once per run through the project's own migration runner."""
+    from lifecycle_resources import migrations
+
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('lifecycle:schema'))")
+        planned = migrations.plan(migrations.load(), migrations.applied(conn))
+        assert planned.problems == [], planned.problems
+        migrations.apply(conn, planned.pending)

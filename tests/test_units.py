@@ -73,3 +73,35 @@ def test_stack_config_typo_names_the_key() -> None:
 def test_stack_config_bad_table_name_names_the_key() -> None:
     with pytest.raises(ConfigError, match="lifecycle:tables"):
         parse_settings({"tables": {"a.b.c": {}}})
+
+
+def test_stack_config_unknown_top_level_key_is_named() -> None:
+    with pytest.raises(ConfigError, match="lifecycle:tabels"):
+        parse_settings({"tabels": {}})
+
+
+def test_stack_config_nested_typo_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"lifecycle:tables\.signals\.retention\.drop_afer"):
+        parse_settings({"tables": {"signals": {"retention": {"drop_afer": "1 day"}}}})
+
+
+def test_stack_config_bookkeeping_defaults() -> None:
+    settings = parse_settings({})
+    assert (settings.bookkeeping.chunk_interval, settings.bookkeeping.compress_after,
+            settings.bookkeeping.drop_after) == ("1 day", "7 days", "90 days")
+
+
+def test_stack_config_files_of_the_repo_are_valid() -> None:
+    """Pulumi.dev.yaml and Pulumi.prod.yaml parse and differ only in values."""
+    import pathlib
+
+    import yaml  # type: ignore[import-untyped]
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    parsed = {}
+    for env in ("dev", "prod"):
+        config = yaml.safe_load((root / f"Pulumi.{env}.yaml").read_text())["config"]
+        raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("lifecycle:") and k != "lifecycle:dsn"}
+        parsed[env] = parse_settings(raw)
+    assert parsed["dev"].tables.keys() == parsed["prod"].tables.keys()
+    assert parsed["dev"] != parsed["prod"]

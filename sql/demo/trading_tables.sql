@@ -32,17 +32,17 @@ CREATE TABLE IF NOT EXISTS public.feature_snapshot_versions (
     features jsonb       NOT NULL
 );
 
--- 21 days of one-minute ticks for 8 symbols, ending at the current hour.
+-- 45 days of one-minute ticks for 8 symbols, ending at the current hour.
 INSERT INTO public.stream_data (ts, symbol, price, volume)
 SELECT t, s, 100 + 10 * sin(extract(epoch FROM t) / 3600 + i) + random(), round((random() * 1000)::numeric, 2)
-FROM generate_series(date_trunc('hour', now()) - interval '21 days', date_trunc('hour', now()), interval '1 minute') AS t,
+FROM generate_series(date_trunc('hour', now()) - interval '45 days', date_trunc('hour', now()), interval '1 minute') AS t,
      unnest(ARRAY['AAPL','MSFT','NVDA','AMZN','GOOG','META','TSLA','BTC-USD']) WITH ORDINALITY AS sym(s, i)
 WHERE NOT EXISTS (SELECT 1 FROM public.stream_data);
 
 INSERT INTO public.signals (ts, signal_id, symbol, strategy, direction, strength)
 SELECT t, row_number() OVER (ORDER BY t, s), s, (ARRAY['momentum','mean_revert','breakout'])[1 + (i % 3)],
        CASE WHEN random() < 0.5 THEN -1 ELSE 1 END, random()
-FROM generate_series(date_trunc('hour', now()) - interval '21 days', date_trunc('hour', now()), interval '15 minutes') AS t,
+FROM generate_series(date_trunc('hour', now()) - interval '45 days', date_trunc('hour', now()), interval '15 minutes') AS t,
      unnest(ARRAY['AAPL','MSFT','NVDA','AMZN','GOOG','META','TSLA','BTC-USD']) WITH ORDINALITY AS sym(s, i)
 WHERE NOT EXISTS (SELECT 1 FROM public.signals);
 
@@ -53,6 +53,6 @@ WHERE NOT EXISTS (SELECT 1 FROM public.signal_outcomes);
 
 INSERT INTO public.feature_snapshot_versions (ts, symbol, version, features)
 SELECT t, s, 1, jsonb_build_object('vol_1h', random(), 'ret_1h', random() - 0.5, 'spread_bps', random() * 5)
-FROM generate_series(date_trunc('hour', now()) - interval '21 days', date_trunc('hour', now()), interval '1 hour') AS t,
+FROM generate_series(date_trunc('hour', now()) - interval '45 days', date_trunc('hour', now()), interval '1 hour') AS t,
      unnest(ARRAY['AAPL','MSFT','NVDA','AMZN','GOOG','META','TSLA','BTC-USD']) AS s
 WHERE NOT EXISTS (SELECT 1 FROM public.feature_snapshot_versions);

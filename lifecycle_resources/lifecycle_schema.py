@@ -1,0 +1,117 @@
+"""LifecycleSchema: the `lifecycle` schema (tables, views, functions) migrated by the stack.
+
+Create/update apply the pending migrations in one transaction and record each with its checksum; the
+preview lists them (`pending`). A changed already-applied file is refused at preview. Delete leaves the
+schema and its history in place unless `drop_on_delete=True` was declared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from psycopg import sql
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from . import migrations, registry
+from .errors import InputError
+from .provider import LifecycleProvider, changed_fields, secret
+
+# The tables the migrations create; the stack makes them hypertables like any other table.
+TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",
+          "lifecycle.archive_metadata", "lifecycle.cleanup_operations")
+TIME_COLUMNS = {
+    "lifecycle.lifecycle_policies": "registered_at", "lifecycle.lifecycle_executions": "started_at",
+    "lifecycle.compression_metrics": "captured_at", "lifecycle.archive_metadata": "archived_at",
+    "lifecycle.cleanup_operations": "executed_at",
+}
+
+
+def _declared(props: dict[str, Any]) -> list[migrations.Migration]:
+    return [migrations.Migration.model_validate(m) for m in props.get("migrations") or []]
+
+
+def _summary(items: list[migrations.Migration]) -> list[dict[str, Any]]:
+    return [{"version": m.version, "name": m.name, "checksum": m.checksum} for m in items]
+
+
+class LifecycleSchemaProvider(LifecycleProvider):
+    kind = "LifecycleSchema"
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        declared = _declared(news)
+        with self.session(news) as (conn, _info):
+            planned = migrations.plan(declared, migrations.applied(conn))
+        if planned.problems:
+            raise InputError(news.get("resource_name"), "migrations", [m.name for m in declared],
+                             "; ".join(planned.problems), "applied migrations unchanged, new ones numbered after")
+        return {"pending": [m.name for m in planned.pending], "applied": _summary(declared)}
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=bool(changed_fields(olds, news, ["applied", "dsn"])), replaces=[])
+
+    def _apply(self, props: dict[str, Any]) -> tuple[list[migrations.Migration], list[str]]:
+        declared = _declared(props)
+        with self.session(props) as (conn, _info), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('lifecycle:schema'))")
+            planned = migrations.plan(declared, migrations.applied(conn))
+            if planned.problems:
+                raise InputError(props.get("resource_name"), "migrations", [m.name for m in declared],
+                                 "; ".join(planned.problems))
+            migrations.apply(conn, planned.pending)
+            done = migrations.applied(conn)
+        return done, [m.name for m in planned.pending]
+
+    def _outs(self, props: dict[str, Any], done: list[migrations.Migration], ran: list[str]) -> dict[str, Any]:
+        return {"applied": _summary(done), "pending": [], "last_applied": ran, "schema": migrations.SCHEMA,
+                "drop_on_delete": bool(props.get("drop_on_delete")), "resource_name": props.get("resource_name"),
+                "dsn": secret(props.get("dsn"))}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        done, ran = self._apply(props)
+        return CreateResult(migrations.SCHEMA, self._outs(props, done, ran))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        done, ran = self._apply(news)
+        return UpdateResult(self._outs(news, done, ran))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with self.session(props) as (conn, _info):
+            done = migrations.applied(conn)
+        if not done:
+            return ReadResult(None, {})
+        outs = self._outs(props, done, props.get("last_applied") or [])
+        inputs = {"applied": outs["applied"], "drop_on_delete": outs["drop_on_delete"],
+                  "resource_name": outs["resource_name"]}
+        if props.get("dsn") is not None:
+            inputs["dsn"] = outs["dsn"]
+        return ReadResult(id_, outs, inputs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Keeps the schema and its history unless the resource declared drop_on_delete=True."""
+        if not props.get("drop_on_delete"):
+            return
+        with self.session(props) as (conn, _info), conn.transaction():
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(migrations.SCHEMA)))
+
+
+class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
+    """The lifecycle schema. Declare it before the resources that act on its tables."""
+
+    applied: pulumi.Output[list]
+    pending: pulumi.Output[list]
+    last_applied: pulumi.Output[list]
+    schema: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, *, migrations_dir: Path | None = None, drop_on_delete: bool = False,
+                 dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        found = migrations.load(migrations_dir or migrations.DEFAULT_DIR)
+        props = {
+            "migrations": [m.model_dump() for m in found], "drop_on_delete": drop_on_delete,
+            "resource_name": resource_name, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "applied": None, "pending": None, "last_applied": None, "schema": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["dsn"]))
+        super().__init__(LifecycleSchemaProvider(), resource_name, props, opts)
+        registry.promise({t: {"time_column": TIME_COLUMNS[t], "column_type": "timestamptz"} for t in TABLES}, self)

@@ -1,0 +1,167 @@
+"""DataLifecycleManager: the operator's API over the lifecycle schema (run, status, statistics).
+
+The `lifecycle` command line is a thin layer over it. Each policy runs in a transaction of its own through
+`lifecycle.execute_lifecycle_policy`, which records the run (and its error, if it fails) whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict
+
+from .connection import connect
+from .errors import LifecycleError
+
+
+class PolicyStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    policy_name: str
+    hypertable: str
+    kind: str
+    parameters: dict[str, Any]
+    stack: str | None
+    environment: str | None
+    job_id: int | None
+    enabled: bool
+    last_started_at: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    next_due: datetime | None = None
+
+
+class Execution(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    policy_name: str
+    hypertable: str
+    kind: str
+    status: str
+    error: str | None
+    chunks_affected: int
+    rows_before: int | None
+    rows_after: int | None
+    bytes_before: int | None
+    bytes_after: int | None
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def bytes_saved(self) -> int:
+        if self.bytes_before is None or self.bytes_after is None:
+            return 0
+        return self.bytes_before - self.bytes_after
+
+    def describe(self) -> str:
+        if self.status == "failed":
+            return f"FAILED: {self.error}"
+        verb = {"compression": "compressed", "retention": "dropped"}.get(self.kind, "affected")
+        would = "would be " if self.dry_run else ""
+        text = f"{self.chunks_affected} chunks {would}{verb}"
+        if self.kind == "retention" and self.rows_before is not None and self.rows_after is not None:
+            text += f", {self.rows_before - self.rows_after} rows"
+        if self.bytes_before is not None and self.bytes_after is not None:
+            text += f", {human_bytes(self.bytes_before)} -> {human_bytes(self.bytes_after)}"
+        return text
+
+
+class CompressionStat(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    hypertable: str
+    total_chunks: int
+    compressed_chunks: int
+    before_bytes: int
+    after_bytes: int
+    compression_ratio: float | None
+    space_saved_pct: float | None
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+Progress = Callable[[int, int, PolicyStatus, Execution | None], None]
+
+
+class DataLifecycleManager:
+    """Run, inspect and measure the lifecycle policies a stack declared in the database."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    def _rows(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        with connect(self._dsn) as conn:
+            self._require_schema(conn)
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+
+    @staticmethod
+    def _require_schema(conn: psycopg.Connection) -> None:
+        row = conn.execute("SELECT to_regprocedure('lifecycle.execute_lifecycle_policy(text,boolean)') IS NOT NULL"
+                           ).fetchone()
+        if not row or not row[0]:
+            raise LifecycleError("the lifecycle schema is not installed in this database: declare LifecycleSchema "
+                                 "in the stack and run `pulumi up`")
+
+    def policies(self, stack: str | None = None, *, due_only: bool = False) -> list[PolicyStatus]:
+        rows = self._rows("SELECT * FROM lifecycle.lifecycle_policy_status "
+                          "WHERE (%(env)s::text IS NULL OR environment = %(env)s OR stack = %(env)s) "
+                          "AND (NOT %(due)s OR (enabled AND coalesce(next_due <= now(), true))) "
+                          # Retention before compression: never compress what is about to be dropped.
+                          "ORDER BY hypertable, kind = 'compression', policy_name",
+                          {"env": stack, "due": due_only})
+        return [PolicyStatus.model_validate(r) for r in rows]
+
+    def due(self, stack: str | None = None) -> list[PolicyStatus]:
+        """Enabled policies whose next run is due now (or that never ran)."""
+        return self.policies(stack, due_only=True)
+
+    def run(self, *, stack: str | None = None, policy: str | None = None, dry_run: bool = False,
+            progress: Progress | None = None) -> list[Execution]:
+        """Execute the due policies (or the one named), each in its own transaction; return what each did."""
+        if policy is not None:
+            chosen = [p for p in self.policies(stack) if p.policy_name == policy]
+            if not chosen:
+                known = ", ".join(p.policy_name for p in self.policies(stack)) or "none"
+                raise LifecycleError(f"no lifecycle policy named {policy!r}; known: {known}")
+        else:
+            chosen = self.due(stack)
+        results = []
+        for i, status in enumerate(chosen, 1):
+            if progress:
+                progress(i, len(chosen), status, None)
+            row = self._rows("SELECT * FROM lifecycle.execute_lifecycle_policy(%s, %s)",
+                             (status.policy_name, dry_run))[0]
+            execution = Execution.model_validate(row)
+            results.append(execution)
+            if progress:
+                progress(i, len(chosen), status, execution)
+        return results
+
+    def status(self, stack: str | None = None) -> list[PolicyStatus]:
+        return self.policies(stack)
+
+    def compression(self) -> list[CompressionStat]:
+        return [CompressionStat.model_validate(r) for r in
+                self._rows("SELECT * FROM lifecycle.compression_statistics ORDER BY hypertable")]
+
+    def statistics(self, hypertable: str | None = None) -> list[dict[str, Any]]:
+        if hypertable is None:
+            return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics() ORDER BY hypertable")
+        return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics(%s::regclass) ORDER BY hypertable",
+                          (hypertable,))
