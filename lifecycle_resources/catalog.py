@@ -6,7 +6,6 @@ Each reader is one query. A missing object reads as None ("gone"), never as an e
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -187,9 +186,3 @@ def parse_interval(conn: psycopg.Connection, text: str) -> ParsedInterval:
         raise ValueError(str(exc).splitlines()[0]) from None
     assert row is not None
     return ParsedInterval(micros=int(row[0]), text=str(row[1]))
-
-
-def as_jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value

@@ -13,31 +13,22 @@ import psycopg
 import pulumi
 
 from . import jobs
-from .declared import Target, normalise_window
+from .declared import Target
 from .errors import InputError
-from .policy import PolicyArgs, PolicyProvider, PolicyResource, window_conflict
+from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 
 class CompressionPolicyProvider(PolicyProvider):
     kind = "CompressionPolicy"
     kind_spec = jobs.COMPRESSION
+    peer_key = "drop_after"
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
         if not target.compression_enabled and not args.peers.compression_settings:
             raise InputError(args.resource_name, "hypertable", args.hypertable,
                              "compression is not enabled on this hypertable",
                              "a hypertable with compression enabled: declare CompressionSettings for it")
-        if args.peers.drop_after is not None:
-            try:
-                drop, drop_text = normalise_window(conn, args.resource_name, "drop_after", args.peers.drop_after,
-                                                   target)
-            except InputError:
-                return  # the RetentionPolicy's own check reports its bad value
-            conflict = window_conflict(args.resource_name, "compress_after", args.window, drop, window,
-                                       drop_text, str(args.window))
-            if conflict:
-                raise conflict
-
+        super()._check_peers(conn, args, target, window)
 
 class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):
     """Compresses a hypertable's chunks once they are older than `compress_after`."""

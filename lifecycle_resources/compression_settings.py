@@ -23,7 +23,7 @@ from .declared import Peers, Target, resolve_target
 from .errors import Deferred, InputError
 from .hypertable import lock_table
 from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, secret
+from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 _ITEM = re.compile(r'^\s*("(?:[^"]|"")+"|[^\s",]+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?\s*$', re.I)
 
@@ -313,11 +313,10 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
         props = {
             "hypertable": table, "segment_by": list(segment_by or []), "order_by": list(order_by or []),
             "resource_name": resource_name, "peers": peers,
-            "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "dsn": secret_input(dsn),
             "segment_by_normalised": None, "order_by_normalised": None, "enabled": None, "adopted": None,
             "applies_to": None, "config_source": config_source,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            depends_on=deps, additional_secret_outputs=["dsn"], delete_before_replace=True))
+        opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(CompressionSettingsProvider(), resource_name, props, opts)
         registry.attach(self.__class__.__name__, table, self)

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from . import catalog, registry
 from .errors import InputError
@@ -140,6 +140,3 @@ def display(declared_text: str | None, declared_value: Any, actual_value: Any, a
     if declared_text is not None and declared_value == actual_value:
         return declared_text
     return actual_text
-
-
-peers_field = Field(default_factory=Peers)

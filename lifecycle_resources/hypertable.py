@@ -16,9 +16,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import catalog, registry
+from .declared import Target, depends_on_peers, normalise_window, peers_of
 from .errors import InputError
 from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, secret
+from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 # --------------------------------------------------------------------------------------------------
 # Model: one shape for what is declared and what is read.
@@ -203,28 +204,9 @@ class HypertableProvider(LifecycleProvider):
             raise InputError(name, "time_column", args.time_column,
                              f"column is of type {column.type_text}",
                              "a timestamptz, timestamp, date, smallint, integer or bigint column")
-        if column.type_name in catalog.INTEGER_TYPES:
-            raw = args.chunk_interval
-            try:
-                value = int(str(raw).strip())
-            except ValueError:
-                raise InputError(name, "chunk_interval", raw, f"{args.time_column} is an integer column",
-                                 "a positive integer in the column's own unit") from None
-            text = str(value)
-        else:
-            if isinstance(args.chunk_interval, int):
-                raise InputError(name, "chunk_interval", args.chunk_interval,
-                                 f"{args.time_column} is a {column.type_text} column",
-                                 "an interval such as '1 day', '12 hours', 'P7D'")
-            try:
-                parsed = catalog.parse_interval(conn, args.chunk_interval)
-            except ValueError as exc:
-                raise InputError(name, "chunk_interval", args.chunk_interval, f"not an interval ({exc})",
-                                 "an interval such as '1 day', '12 hours', 'P7D'") from None
-            value, text = parsed.micros, args.chunk_interval
-        if value <= 0:
-            raise InputError(name, "chunk_interval", args.chunk_interval, "must be positive",
-                             "an interval greater than zero")
+        target = Target(table=table, time_column=column.name, column_type=column.type_name,
+                        compression_enabled=None)
+        value, text = normalise_window(conn, name, "chunk_interval", args.chunk_interval, target)
         return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
                                chunk_interval=text, chunk_interval_value=value)
 
@@ -348,17 +330,14 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
                  allow_time_column_change: bool = False, dsn: pulumi.Input[str] | None = None,
                  config_source: dict[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        from .declared import depends_on_peers, peers_of
-
         props = {
             "table": table, "time_column": time_column, "chunk_interval": chunk_interval,
             "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change,
-            "resource_name": resource_name, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "resource_name": resource_name, "dsn": secret_input(dsn),
             "column_type": None, "chunk_interval_value": None, "adopted": None,
             "peers": peers_of(table), "config_source": config_source,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["dsn"], depends_on=depends_on_peers(table)))
+        opts = resource_options(opts, depends_on=depends_on_peers(table))
         registry.declare_policy("Hypertable", resource_name, table, time_column)
         super().__init__(HypertableProvider(), resource_name, props, opts)
         registry.attach("Hypertable", table, self)

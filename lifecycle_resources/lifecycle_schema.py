@@ -16,7 +16,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from . import migrations, registry
 from .errors import InputError
-from .provider import LifecycleProvider, changed_fields, secret
+from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 # The tables the migrations create; the stack makes them hypertables like any other table.
 TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",
@@ -109,9 +109,9 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
         found = migrations.load(migrations_dir or migrations.DEFAULT_DIR)
         props = {
             "migrations": [m.model_dump() for m in found], "drop_on_delete": drop_on_delete,
-            "resource_name": resource_name, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "resource_name": resource_name, "dsn": secret_input(dsn),
             "applied": None, "pending": None, "last_applied": None, "schema": None,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["dsn"]))
+        opts = resource_options(opts)
         super().__init__(LifecycleSchemaProvider(), resource_name, props, opts)
         registry.promise({t: {"time_column": TIME_COLUMNS[t], "column_type": "timestamptz"} for t in TABLES}, self)

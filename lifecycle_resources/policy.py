@@ -17,10 +17,7 @@ from .declared import (Peers, Target, depends_on_peers, display, interval, norma
 from .errors import InputError
 from .hypertable import lock_table
 from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, secret
-
-SCHEDULE_DEFAULTS = {"max_runtime": "0", "max_retries": -1, "retry_period": "1 hour", "scheduled": True}
-
+from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 class PolicyArgs(BaseModel):
     """Declared inputs of a policy; `window` is compress_after or drop_after."""
@@ -40,22 +37,17 @@ class PolicyArgs(BaseModel):
 
 class PolicyProvider(LifecycleProvider):
     kind_spec: ClassVar[jobs.PolicyKind]
-    peer_key: ClassVar[str]  # the sibling policy's window key, to compare windows
+    peer_key: ClassVar[str]  # the sibling policy's window key: drop_after for compression, and back
 
     @property
     def window_key(self) -> str:
         return self.kind_spec.window_key
 
     def _args(self, props: dict[str, Any]) -> PolicyArgs:
-        data = dict(props)
+        # Undeclared schedule fields arrive as None: PolicyArgs' defaults apply to them.
+        data = {k: v for k, v in props.items() if v is not None}
         data["window"] = props.get(self.window_key)
-        data.setdefault("schedule_interval", None)
-        if data["schedule_interval"] is None:
-            data["schedule_interval"] = self.kind_spec.default_schedule
-        for key, default in SCHEDULE_DEFAULTS.items():
-            if data.get(key) is None:
-                data[key] = default
-        data["peers"] = props.get("peers") or {}
+        data.setdefault("schedule_interval", self.kind_spec.default_schedule)
         return PolicyArgs.model_validate(data)
 
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState]:
@@ -73,7 +65,21 @@ class PolicyProvider(LifecycleProvider):
                    "retry_period": rp_text})
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
-        """Overridden where a policy must agree with what else the program declares for the table."""
+        """The windows of the table's compression and retention policies, declared together, must agree."""
+        peer = getattr(args.peers, self.peer_key)
+        if peer is None:
+            return
+        try:
+            peer_value, peer_text = normalise_window(conn, args.resource_name, self.peer_key, peer, target)
+        except InputError:
+            return  # the sibling policy's own check reports its bad value
+        mine = (window, str(args.window))
+        (drop, drop_text), (compress, compress_text) = (
+            (mine, (peer_value, peer_text)) if self.window_key == "drop_after" else ((peer_value, peer_text), mine))
+        conflict = window_conflict(args.resource_name, self.window_key, args.window, drop, compress,
+                                   drop_text, compress_text)
+        if conflict:
+            raise conflict
 
     # -- check / diff -----------------------------------------------------------------------------
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +271,7 @@ class PolicyResource(Resource):
         registry.declare_policy(kind, resource_name, table, window)
         props = {
             "hypertable": table, self.window_key: window, **schedule, "resource_name": resource_name,
-            "peers": peers, "dsn": pulumi.Output.secret(dsn) if dsn is not None else None,
+            "peers": peers, "dsn": secret_input(dsn),
             "window_value": None, "schedule_interval_value": None, "max_runtime_value": None,
             "retry_period_value": None, "job_id": None, "config": None, "adopted": None,
             "duplicate_job_ids": None, "last_operations": None, "config_source": config_source,
@@ -275,7 +281,6 @@ class PolicyResource(Resource):
         deps = depends_on_peers(table, *self.depends_on_kinds)
         if isinstance(hypertable, pulumi.Resource):
             deps.append(hypertable)
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            depends_on=deps, additional_secret_outputs=["dsn"], delete_before_replace=True))
+        opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(self.provider_class(), resource_name, props, opts)
         registry.attach(kind, table, self)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import jobs, registry
 from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, secret
+from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 GUARDED = {k.proc_name: k.resource for k in jobs.KINDS.values()}
 
@@ -115,7 +115,6 @@ class PolicyGuard(Resource, module="timescale", name="PolicyGuard"):
         policies = {t: [k for k in registry.declared_kinds(t) if k in GUARDED.values()] for t in managed}
         deps = [r for t in managed for r in registry.resources_of(t)]
         props = {"policies": policies, "resource_name": resource_name,
-                 "dsn": pulumi.Output.secret(dsn) if dsn is not None else None, "removed_job_ids": None}
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            depends_on=deps, additional_secret_outputs=["dsn"]))
+                 "dsn": secret_input(dsn), "removed_job_ids": None}
+        opts = resource_options(opts, depends_on=deps)
         super().__init__(PolicyGuardProvider(), resource_name, props, opts)

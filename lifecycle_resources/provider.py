@@ -3,21 +3,33 @@ check/diff plumbing, secret outputs, and errors that name the resource and the f
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import psycopg
+import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, ResourceProvider
 from pulumi.runtime import rpc
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from . import catalog
 from .connection import CONFIG_KEY, connect, scrub, validate_dsn
 from .errors import Deferred, InputError, LifecycleError
 
-# Properties the engine and the providers manage themselves; never user-declared state.
-INTERNAL = frozenset({"__provider", "dsn", "resource_name", "config_source", "peers"})
+
+def secret_input(dsn: Any) -> Any:
+    """A resource's own DSN override, sent to the engine as a secret (None when not given)."""
+    return pulumi.Output.secret(dsn) if dsn is not None else None
+
+
+def resource_options(opts: pulumi.ResourceOptions | None, *, depends_on: list[pulumi.Resource] | None = None,
+                     delete_before_replace: bool = False) -> pulumi.ResourceOptions:
+    """The options every lifecycle resource adds to the user's: its dsn output stays secret."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+        additional_secret_outputs=["dsn"], depends_on=depends_on or [],
+        delete_before_replace=delete_before_replace or None))
 
 
 def is_unknown(value: Any) -> bool:
@@ -54,7 +66,7 @@ def pydantic_failures(exc: ValidationError, resource: str | None) -> list[CheckF
     return failures
 
 
-class LifecycleProvider(ResourceProvider):
+class LifecycleProvider(ResourceProvider, ABC):
     """Base of the lifecycle providers. Captures nothing secret: the DSN arrives through configure()."""
 
     serialize_as_secret_always = False
@@ -129,9 +141,9 @@ class LifecycleProvider(ResourceProvider):
             failure.reason = f"{failure.reason} (stack config {source})"
         return failure
 
+    @abstractmethod
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         """Validate declared inputs against the database; return normalised values to merge into the inputs."""
-        raise NotImplementedError
 
 
 def changed_fields(olds: Mapping[str, Any], news: Mapping[str, Any], fields: list[str],
@@ -147,7 +159,3 @@ def changed_fields(olds: Mapping[str, Any], news: Mapping[str, Any], fields: lis
         elif old != new:
             out.append(field)
     return out
-
-
-def model_inputs(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude_none=True)

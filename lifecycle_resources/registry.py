@@ -56,13 +56,6 @@ def attach(kind: str, table: Any, resource: pulumi.Resource) -> None:
         decl.policies[kind] = (name, resource, value)
 
 
-def policy_value(kind: str, table: Any) -> Any:
-    decl = declarations(table)
-    if decl is None or kind not in decl.policies:
-        return None
-    return decl.policies[kind][2]
-
-
 def policy_resource(kind: str, table: Any) -> pulumi.Resource | None:
     decl = declarations(table)
     return decl.policies[kind][1] if decl is not None and kind in decl.policies else None

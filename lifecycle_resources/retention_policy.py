@@ -9,30 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pulumi
 
 from . import jobs
-from .declared import Target, normalise_window
-from .errors import InputError
-from .policy import PolicyArgs, PolicyProvider, PolicyResource, window_conflict
+from .policy import PolicyProvider, PolicyResource
 
 
 class RetentionPolicyProvider(PolicyProvider):
     kind = "RetentionPolicy"
     kind_spec = jobs.RETENTION
-
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
-        if args.peers.compress_after is not None:
-            try:
-                compress, compress_text = normalise_window(conn, args.resource_name, "compress_after",
-                                                           args.peers.compress_after, target)
-            except InputError:
-                return  # the CompressionPolicy's own check reports its bad value
-            conflict = window_conflict(args.resource_name, "drop_after", args.window, window, compress,
-                                       str(args.window), compress_text)
-            if conflict:
-                raise conflict
+    peer_key = "compress_after"
 
 
 class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"):

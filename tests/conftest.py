@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -23,16 +24,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def tsdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TSDB_DSN when given (any TimescaleDB 2.13+), else a fresh embedded TimescaleDB for this run."""
-    given = os.environ.get("TSDB_DSN")
-    if given:
-        yield given
-        return
+@contextmanager
+def embedded_server(state: Path) -> Iterator[str]:
+    """A fresh in-memory embedded TimescaleDB on a free port, stopped on exit; its DSN."""
     from lifecycle_resources.embedded import server
 
-    state = tmp_path_factory.mktemp("embedded-db")
     try:
         srv = server.start(data="memory://", port=_free_port(), state_dir=state)
     except Exception as exc:  # noqa: BLE001 - turn any start-up failure into a loud, explained failure
@@ -42,6 +38,17 @@ def tsdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield srv.dsn
     finally:
         server.stop(state_dir=state)
+
+
+@pytest.fixture(scope="session")
+def tsdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TSDB_DSN when given (any TimescaleDB 2.13+), else a fresh embedded TimescaleDB for this run."""
+    given = os.environ.get("TSDB_DSN")
+    if given:
+        yield given
+        return
+    with embedded_server(tmp_path_factory.mktemp("embedded-db")) as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -94,3 +101,4 @@ def lifecycle_schema(tsdb_dsn: str) -> None:
         planned = migrations.plan(migrations.load(), migrations.applied(conn))
         assert planned.problems == [], planned.problems
         migrations.apply(conn, planned.pending)
+

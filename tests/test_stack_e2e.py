@@ -4,7 +4,6 @@ one policy in place; config errors fail at preview naming the key; `lifecycle ru
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,37 +11,26 @@ import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from lifecycle_resources.embedded import server
 from lifecycle_resources.manager import DataLifecycleManager
-from tests.conftest import sql_run
+from tests.conftest import embedded_server, sql_run
 from tests.stack import PulumiStack
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _own_server(state: Path) -> Iterator[str]:
-    """A database of the test's own, even when TSDB_DSN is set: the program creates the `lifecycle` schema
-    and the trading tables in `public`, which must not exist yet and must not touch a shared database."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = server.start(data="memory://", port=port, state_dir=state)
-    try:
-        yield srv.dsn
-    finally:
-        server.stop(state_dir=state)
-
-
+# Databases of the test's own, even when TSDB_DSN is set: the program creates the `lifecycle` schema and
+# the trading tables in `public`, which must not exist yet and must not touch a shared database.
 @pytest.fixture
 def fresh_dsn(tmp_path: Path) -> Iterator[str]:
-    yield from _own_server(tmp_path / "db")
+    with embedded_server(tmp_path / "db") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
 def tables_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The trading tables, empty, in a database of this module's own."""
-    for dsn in _own_server(tmp_path_factory.mktemp("db")):
+    with embedded_server(tmp_path_factory.mktemp("db")) as dsn:
         statements = (REPO / "sql" / "demo" / "trading_tables.sql").read_text().split("-- 45 days")[0]
         sql_run(dsn, statements)
         yield dsn
