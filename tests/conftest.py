@@ -102,3 +102,20 @@ def lifecycle_schema(tsdb_dsn: str) -> None:
         assert planned.problems == [], planned.problems
         migrations.apply(conn, planned.pending)
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say per kind what ran, so a CI log shows the end-to-end tests (real pulumi) were not skipped."""
+    kinds = {"e2e": "end-to-end (real pulumi + TimescaleDB)", "integration": "integration (real TimescaleDB)"}
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if outcome in ("passed", "failed") and getattr(report, "when", "call") != "call":
+                continue  # a test's setup and teardown reports are not tests
+            kind = next((label for mark, label in kinds.items() if mark in report.keywords), "unit")
+            counts.setdefault(kind, {}).setdefault(outcome, 0)
+            counts[kind][outcome] += 1
+    terminalreporter.write_sep("-", "by kind")
+    for kind in ("unit", *kinds.values()):
+        got = counts.get(kind, {})
+        terminalreporter.write_line(f"{kind}: " + " · ".join(f"{o} {got.get(o, 0)}" for o in
+                                                               ("passed", "failed", "skipped", "error")))
