@@ -17,4 +17,4 @@ db-stop:
 	@.venv/bin/lifecycle db stop
 
 clean: db-stop
-	rm -rf .lifecycle .venv lifecycle_resources/embedded/node_modules
+	rm -rf .lifecycle .venv lifecycle_resources/db/embedded/node_modules

@@ -15,9 +15,9 @@ from lifecycle_resources import (
     PolicyGuard,
     RetentionPolicy,
 )
-from lifecycle_resources.lifecycle_schema import TABLES as BOOKKEEPING_TABLES
-from lifecycle_resources.lifecycle_schema import TIME_COLUMNS
-from lifecycle_resources.stack_config import source, load_settings
+from lifecycle_resources.resources.lifecycle_schema import TABLES as BOOKKEEPING_TABLES
+from lifecycle_resources.resources.lifecycle_schema import TIME_COLUMNS
+from lifecycle_resources.resources.stack_config import source, load_settings
 
 settings = load_settings()
 schema = LifecycleSchema("lifecycle-schema")

@@ -1,14 +1,15 @@
 """Timescale Lifecycle: the data lifecycle of TimescaleDB tables as Pulumi dynamic resources."""
 
-from .compression_policy import CompressionPolicy, CompressionPolicyProvider
-from .compression_settings import CompressionSettings, CompressionSettingsProvider
-from .hypertable import Hypertable, HypertableProvider
-from .lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
-from .policy_guard import PolicyGuard, PolicyGuardProvider
-from .retention_policy import RetentionPolicy, RetentionPolicyProvider
+from .resources.compression_policy import CompressionPolicy, CompressionPolicyProvider
+from .resources.compression_settings import CompressionSettings, CompressionSettingsProvider
+from .resources.hypertable import Hypertable, HypertableProvider
+from .resources.lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
+from .resources.policy_guard import PolicyGuard, PolicyGuardProvider
+from .resources.retention_policy import RetentionPolicy, RetentionPolicyProvider
+from .runner.manager import DataLifecycleManager
 
 __all__ = [
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
-    "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider", "PolicyGuard", "PolicyGuardProvider",
-    "RetentionPolicy", "RetentionPolicyProvider",
+    "DataLifecycleManager", "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider",
+    "PolicyGuard", "PolicyGuardProvider", "RetentionPolicy", "RetentionPolicyProvider",
 ]

@@ -13,7 +13,7 @@ from .errors import LifecycleError
 
 
 def _server():
-    from .embedded import server
+    from .db.embedded import server
 
     return server
 
@@ -41,7 +41,7 @@ def _db_dsn(args: argparse.Namespace) -> int:
 
 
 def _db_exec(args: argparse.Namespace) -> int:
-    from .connection import connect
+    from .db.connection import connect
 
     dsn = _resolve_dsn(args)
     if not dsn:
@@ -70,9 +70,9 @@ def _need_dsn(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import report
-    from .connection import connect
-    from .manager import DataLifecycleManager, human_bytes
+    from .db.connection import connect
+    from .runner import report
+    from .runner.manager import DataLifecycleManager, human_bytes
 
     dsn = _need_dsn(args)
     with connect(dsn) as conn:
@@ -105,7 +105,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
+    from .runner.manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
 
     manager = DataLifecycleManager(_need_dsn(args))
     tty = sys.stderr.isatty()

@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
 fi
 
 # 2. The embedded TimescaleDB (npm packages pinned by the lockfile).
-.venv/bin/python -c 'from lifecycle_resources.embedded.server import ensure_node_modules; ensure_node_modules()'
+.venv/bin/python -c 'from lifecycle_resources.db.embedded.server import ensure_node_modules; ensure_node_modules()'
 
 # 3. The Pulumi engine.
 bindir=$(bash tools/pulumi/setup.sh | tail -n1)

@@ -27,7 +27,7 @@ def _free_port() -> int:
 @contextmanager
 def embedded_server(state: Path) -> Iterator[str]:
     """A fresh in-memory embedded TimescaleDB on a free port, stopped on exit; its DSN."""
-    from lifecycle_resources.embedded import server
+    from lifecycle_resources.db.embedded import server
 
     try:
         srv = server.start(data="memory://", port=_free_port(), state_dir=state)
@@ -94,7 +94,7 @@ def stack(tmp_path: Path, pulumi_home: Path, tsdb_dsn: str) -> Iterator[PulumiSt
 @pytest.fixture(scope="session")
 def lifecycle_schema(tsdb_dsn: str) -> None:
     """The lifecycle schema, migrated once per run through the project's own migration runner."""
-    from lifecycle_resources import migrations
+    from lifecycle_resources.db import migrations
 
     with psycopg.connect(tsdb_dsn, autocommit=True) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('lifecycle:schema'))")

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lifecycle_resources.embedded import server as embedded
-from lifecycle_resources.embedded.server import EmbeddedServer, EmbeddedServerError
+from lifecycle_resources.db.embedded import server as embedded
+from lifecycle_resources.db.embedded.server import EmbeddedServer, EmbeddedServerError
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lifecycle_resources.errors import InputError
-from lifecycle_resources.hypertable import (
+from lifecycle_resources.reconcile.hypertables import (
     CreateHypertable,
     HypertableState,
     RecreateOnTimeColumn,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle_resources.hypertable import HypertableProvider
+from lifecycle_resources.resources.hypertable import HypertableProvider
 from tests.conftest import sql_run
 
 pytestmark = pytest.mark.integration

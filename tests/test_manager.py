@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from lifecycle_resources.errors import LifecycleError
-from lifecycle_resources.manager import DataLifecycleManager
+from lifecycle_resources.runner.manager import DataLifecycleManager
 from tests.conftest import REPO, sql_run
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle_resources import migrations
-from lifecycle_resources.lifecycle_schema import LifecycleSchemaProvider
-from lifecycle_resources.migrations import Migration
+from lifecycle_resources.db import migrations
+from lifecycle_resources.resources.lifecycle_schema import LifecycleSchemaProvider
+from lifecycle_resources.db.migrations import Migration
 
 
 def m(version: int, checksum: str = "c", name: str | None = None) -> Migration:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle_resources import jobs
-from lifecycle_resources.catalog import ServerInfo
-from lifecycle_resources.compression_settings import (
+from lifecycle_resources.reconcile import jobs
+from lifecycle_resources.reconcile.catalog import ServerInfo
+from lifecycle_resources.reconcile.compression import (
     CompressionSettingsArgs,
     OrderItem,
     declared_state,
     split_list,
     unquote,
 )
-from lifecycle_resources.declared import Target
+from lifecycle_resources.reconcile.declared import Target
 from lifecycle_resources.errors import InputError
 from lifecycle_resources.identifiers import TableName
-from lifecycle_resources.policy import window_conflict
+from lifecycle_resources.resources.policy import window_conflict
 
 H = 3_600_000_000
 DAY = 24 * H

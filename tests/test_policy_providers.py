@@ -12,7 +12,7 @@ from lifecycle_resources import (
     CompressionSettingsProvider,
     RetentionPolicyProvider,
 )
-from lifecycle_resources.policy_guard import PolicyGuardProvider
+from lifecycle_resources.resources.policy_guard import PolicyGuardProvider
 from tests.conftest import sql_run
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from lifecycle_resources.manager import DataLifecycleManager
+from lifecycle_resources.runner.manager import DataLifecycleManager
 from tests.conftest import embedded_server, sql_run
 from tests.stack import PulumiStack
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle_resources.catalog import ServerInfo, require_timescaledb
-from lifecycle_resources.connection import redact, scrub, validate_dsn
+from lifecycle_resources.reconcile.catalog import ServerInfo, require_timescaledb
+from lifecycle_resources.db.connection import redact, scrub, validate_dsn
 from lifecycle_resources.errors import UnsupportedDatabase
 from lifecycle_resources.identifiers import TableName
-from lifecycle_resources.stack_config import ConfigError, parse_settings
+from lifecycle_resources.resources.stack_config import ConfigError, parse_settings
 
 DSN = "postgresql://app:s3cr3t-pw@db.example:5432/metrics?sslmode=require"
 

@@ -14,9 +14,9 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
-from . import catalog
-from .connection import CONFIG_KEY, connect, scrub, validate_dsn
-from .errors import Deferred, InputError, LifecycleError
+from ..db.connection import CONFIG_KEY, connect, scrub, validate_dsn
+from ..errors import Deferred, InputError, LifecycleError
+from ..reconcile import catalog
 
 
 def secret_input(dsn: Any) -> Any:

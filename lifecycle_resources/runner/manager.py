@@ -14,8 +14,8 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict
 
-from .connection import connect
-from .errors import LifecycleError
+from ..db.connection import connect
+from ..errors import LifecycleError
 
 
 class PolicyStatus(BaseModel):

@@ -16,9 +16,10 @@ from psycopg import sql
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict
 
-from . import jobs, registry
-from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from . import registry
+from ..identifiers import TableName
+from ..reconcile import jobs
+from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 GUARDED = {k.proc_name: k.resource for k in jobs.KINDS.values()}
 

@@ -11,8 +11,8 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
-from .errors import UnsupportedDatabase
-from .identifiers import TableName
+from ..errors import UnsupportedDatabase
+from ..identifiers import TableName
 
 MIN_VERSION = (2, 13, 0)
 TIME_TYPES = frozenset({"timestamptz", "timestamp", "date"})

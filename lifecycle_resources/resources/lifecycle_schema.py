@@ -14,9 +14,10 @@ import pulumi
 from psycopg import sql
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from . import migrations, registry
-from .errors import InputError
-from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from . import registry
+from ..db import migrations
+from ..errors import InputError
+from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 
 # The tables the migrations create; the stack makes them hypertables like any other table.
 TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",

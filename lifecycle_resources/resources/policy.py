@@ -11,13 +11,14 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import jobs, registry
-from .declared import (Peers, Target, depends_on_peers, display, interval, normalise_window, peers_of,
-                       resolve_target, target_of)
-from .errors import InputError
-from .hypertable import lock_table
-from .identifiers import TableName
-from .provider import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from . import registry
+from ..errors import InputError
+from ..identifiers import TableName
+from ..reconcile import jobs
+from ..reconcile.declared import Peers, Target, display, interval, normalise_window, resolve_target
+from ..reconcile.locks import lock_table
+from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from .registry import depends_on_peers, peers_of, target_of
 
 class PolicyArgs(BaseModel):
     """Declared inputs of a policy; `window` is compress_after or drop_after."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import DatabaseUnavailable, LifecycleError
+from ..errors import DatabaseUnavailable, LifecycleError
 
 CONFIG_KEY = "lifecycle:dsn"
 CONNECT_ATTEMPTS = 5

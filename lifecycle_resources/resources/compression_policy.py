@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pulumi
 
-from . import jobs
-from .declared import Target
-from .errors import InputError
+from ..errors import InputError
+from ..reconcile import jobs
+from ..reconcile.declared import Target
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 

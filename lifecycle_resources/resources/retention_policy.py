@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from . import jobs
+from ..reconcile import jobs
 from .policy import PolicyProvider, PolicyResource
 
 

@@ -12,7 +12,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from . import catalog
-from .identifiers import TableName
+from ..identifiers import TableName
 
 # Jobs below this id belong to TimescaleDB itself (job 3 retains job history): never ours to touch.
 FIRST_USER_JOB = 1000

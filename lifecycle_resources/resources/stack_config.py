@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .identifiers import TableName
+from ..identifiers import TableName
 
 NAMESPACE = "lifecycle"
 

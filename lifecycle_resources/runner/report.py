@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from ..reconcile import catalog
 
 _HYPERTABLES = sql.SQL("""
 SELECT format('%I.%I', h.hypertable_schema, h.hypertable_name) AS hypertable,

@@ -6,15 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-import pulumi
 from pydantic import BaseModel, ConfigDict
 
-from . import catalog, registry
-from .errors import InputError
-from .identifiers import TableName
-
-HYPERTABLE = "Hypertable"
-SETTINGS = "CompressionSettings"
+from . import catalog
+from ..errors import InputError
+from ..identifiers import TableName
 
 
 class Peers(BaseModel):
@@ -27,38 +23,6 @@ class Peers(BaseModel):
     compress_after: str | int | None = None
     drop_after: str | int | None = None
     promised: dict[str, str] | None = None  # a LifecycleSchema creates the table: its time column and type
-
-
-def peers_of(table: Any) -> dict[str, Any]:
-    decl = registry.declarations(table)
-    if decl is None:
-        return {}
-    peers: dict[str, Any] = {}
-    if registry.promised(table):
-        peers["promised"] = registry.promised_time(table)
-    if HYPERTABLE in decl.policies:
-        peers["time_column"] = decl.policies[HYPERTABLE][2]
-    if SETTINGS in decl.policies:
-        peers["compression_settings"] = True
-    for kind, key in (("CompressionPolicy", "compress_after"), ("RetentionPolicy", "drop_after")):
-        if kind in decl.policies:
-            peers[key] = decl.policies[kind][2]
-    return peers
-
-
-def depends_on_peers(table: Any, *kinds: str) -> list[pulumi.Resource]:
-    out = [r for r in [registry.promised(table)] if r is not None]
-    for kind in kinds:
-        res = registry.policy_resource(kind, table)
-        if res is not None:
-            out.append(res)
-    return out
-
-
-def target_of(hypertable: Any) -> Any:
-    """A table name from a string or from a Hypertable resource of this program."""
-    declared = getattr(hypertable, "declared_table", None)
-    return declared if declared is not None else hypertable
 
 
 class Target(BaseModel):

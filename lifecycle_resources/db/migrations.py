@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 SCHEMA = "lifecycle"
 LEDGER = sql.Identifier(SCHEMA, "schema_migrations")
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 
-from .identifiers import TableName
+from ..identifiers import TableName
 
 
 @dataclass
@@ -95,3 +95,39 @@ def tables_with(kind: str) -> list[str]:
 def resources_of(table: str) -> list[pulumi.Resource]:
     decl = declarations(table)
     return [r for _, r, _ in decl.policies.values() if r is not None] if decl else []
+
+
+HYPERTABLE = "Hypertable"
+SETTINGS = "CompressionSettings"
+
+
+def peers_of(table: Any) -> dict[str, Any]:
+    decl = registry.declarations(table)
+    if decl is None:
+        return {}
+    peers: dict[str, Any] = {}
+    if registry.promised(table):
+        peers["promised"] = registry.promised_time(table)
+    if HYPERTABLE in decl.policies:
+        peers["time_column"] = decl.policies[HYPERTABLE][2]
+    if SETTINGS in decl.policies:
+        peers["compression_settings"] = True
+    for kind, key in (("CompressionPolicy", "compress_after"), ("RetentionPolicy", "drop_after")):
+        if kind in decl.policies:
+            peers[key] = decl.policies[kind][2]
+    return peers
+
+
+def depends_on_peers(table: Any, *kinds: str) -> list[pulumi.Resource]:
+    out = [r for r in [registry.promised(table)] if r is not None]
+    for kind in kinds:
+        res = registry.policy_resource(kind, table)
+        if res is not None:
+            out.append(res)
+    return out
+
+
+def target_of(hypertable: Any) -> Any:
+    """A table name from a string or from a Hypertable resource of this program."""
+    declared = getattr(hypertable, "declared_table", None)
+    return declared if declared is not None else hypertable

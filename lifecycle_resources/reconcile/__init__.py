@@ -1,0 +1,1 @@
+"""Reading the catalog, the declared models, intervals, planners and executors."""

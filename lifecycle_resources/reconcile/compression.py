@@ -1,0 +1,180 @@
+"""Compression settings: the model shared by declared and read state, the catalog reader (per version),
+the normaliser of declared segment-by / order-by lists, and the statement that applies them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import catalog
+from .declared import Peers, Target
+from ..errors import InputError
+from ..identifiers import TableName
+
+_ITEM = re.compile(r'^\s*("(?:[^"]|"")+"|[^\s",]+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?\s*$', re.I)
+
+
+class OrderItem(NamedTuple):
+    column: str
+    descending: bool
+    nulls_first: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "OrderItem":
+        m = _ITEM.match(text)
+        if not m:
+            raise ValueError(f"cannot read {text!r}")
+        column = m.group(1)
+        if column.startswith('"'):
+            column = column[1:-1].replace('""', '"')
+        descending = (m.group(2) or "ASC").upper() == "DESC"
+        nulls = m.group(3)
+        nulls_first = descending if nulls is None else nulls.upper() == "FIRST"
+        return cls(column, descending, nulls_first)
+
+    def render(self) -> str:
+        """Fully spelled out, so two spellings of one ordering compare equal."""
+        return (f"{self.column} {'DESC' if self.descending else 'ASC'} "
+                f"NULLS {'FIRST' if self.nulls_first else 'LAST'}")
+
+    def sql_text(self, conn: psycopg.Connection) -> str:
+        return (f"{sql.Identifier(self.column).as_string(conn)} {'DESC' if self.descending else 'ASC'} "
+                f"NULLS {'FIRST' if self.nulls_first else 'LAST'}")
+
+
+def split_list(text: str | None) -> list[str]:
+    """Split a catalog list such as `sym,"Name" DESC` on commas outside double quotes."""
+    if not text:
+        return []
+    items, current, quoted = [], "", False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    items.append(current.strip())
+    return [i for i in items if i]
+
+
+def unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') and name.endswith('"') else name
+
+
+class CompressionState(BaseModel):
+    """Compression settings, declared or read: order_by fully spelled out, time column included."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hypertable: str
+    enabled: bool
+    segment_by: tuple[str, ...] | None   # None: never set (TimescaleDB chooses at first compression)
+    order_by: tuple[str, ...] | None
+    compressed_chunks: int = 0
+
+    def compared(self) -> tuple[Any, ...]:
+        return (self.enabled, self.segment_by, self.order_by)
+
+
+def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: TableName) -> CompressionState | None:
+    """One query; the catalog view differs by version (hypertable_compression_settings is 2.14+)."""
+    if info.version_tuple >= (2, 14):
+        query = """
+        SELECT h.compression_enabled, s.segmentby, s.orderby,
+               (SELECT count(*) FROM timescaledb_information.chunks c
+                 WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
+                   AND c.is_compressed)
+          FROM timescaledb_information.hypertables h
+          LEFT JOIN timescaledb_information.hypertable_compression_settings s
+            ON s.hypertable = format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass
+         WHERE h.hypertable_schema = %s AND h.hypertable_name = %s"""
+    else:
+        query = """
+        SELECT h.compression_enabled,
+               (SELECT string_agg(quote_ident(attname), ',' ORDER BY segmentby_column_index)
+                  FROM timescaledb_information.compression_settings s
+                 WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
+                   AND segmentby_column_index IS NOT NULL),
+               (SELECT string_agg(quote_ident(attname) || CASE WHEN orderby_asc THEN '' ELSE ' DESC' END
+                                  || CASE WHEN orderby_nullsfirst = orderby_asc
+                                          THEN CASE WHEN orderby_nullsfirst THEN ' NULLS FIRST'
+                                                    ELSE ' NULLS LAST' END ELSE '' END,
+                                  ',' ORDER BY orderby_column_index)
+                  FROM timescaledb_information.compression_settings s
+                 WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
+                   AND orderby_column_index IS NOT NULL),
+               (SELECT count(*) FROM timescaledb_information.chunks c
+                 WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
+                   AND c.is_compressed)
+          FROM timescaledb_information.hypertables h
+         WHERE h.hypertable_schema = %s AND h.hypertable_name = %s"""
+    row = conn.execute(query, (table.schema, table.name)).fetchone()
+    if row is None:
+        return None
+    enabled, segmentby, orderby, compressed = row
+    return CompressionState(
+        hypertable=table.qualified, enabled=bool(enabled),
+        segment_by=None if segmentby is None else tuple(unquote(s) for s in split_list(segmentby)),
+        order_by=None if orderby is None else tuple(OrderItem.parse(o).render() for o in split_list(orderby)),
+        compressed_chunks=int(compressed or 0))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class CompressionSettingsArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    hypertable: str
+    segment_by: list[str] = Field(default_factory=list)
+    order_by: list[str] = Field(default_factory=list)
+    resource_name: str | None = None
+    peers: Peers = Field(default_factory=Peers)
+
+
+def declared_state(args: CompressionSettingsArgs, target: Target, columns: list[str]) -> CompressionState:
+    """Normalise what is declared the way TimescaleDB stores it (it appends the time column, descending)."""
+    name = args.resource_name
+    accepted = "columns of " + target.table.qualified + ": " + ", ".join(columns)
+    seen: set[str] = set()
+    for col in args.segment_by:
+        if col not in columns:
+            raise InputError(name, "segment_by", col, "no such column", accepted)
+        if col in seen:
+            raise InputError(name, "segment_by", col, "listed twice", "each column once")
+        seen.add(col)
+    if target.time_column in args.segment_by:
+        raise InputError(name, "segment_by", target.time_column, "the time column cannot be a segment-by column",
+                         "other columns (usually an id such as symbol)")
+    items: list[OrderItem] = []
+    for text in args.order_by:
+        try:
+            item = OrderItem.parse(text)
+        except ValueError:
+            raise InputError(name, "order_by", text, "not an ordering",
+                             "'column', 'column ASC|DESC', optionally 'NULLS FIRST|LAST'") from None
+        if item.column not in columns:
+            raise InputError(name, "order_by", text, f"no such column {item.column!r}", accepted)
+        if item.column in args.segment_by:
+            raise InputError(name, "order_by", text, "a segment-by column cannot also order", "other columns")
+        if any(i.column == item.column for i in items):
+            raise InputError(name, "order_by", text, "column listed twice", "each column once")
+        items.append(item)
+    if not any(i.column == target.time_column for i in items):
+        items.append(OrderItem(target.time_column, True, True))
+    return CompressionState(hypertable=target.table.qualified, enabled=True, segment_by=tuple(args.segment_by),
+                            order_by=tuple(i.render() for i in items))
+
+
+def apply_settings(conn: psycopg.Connection, table: TableName, state: CompressionState) -> None:
+    segment = ",".join(sql.Identifier(c).as_string(conn) for c in state.segment_by or ())
+    order = ",".join(OrderItem.parse(o).sql_text(conn) for o in state.order_by or ())
+    conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                         "timescaledb.compress_orderby = {})").format(
+        table.ident, sql.Literal(segment), sql.Literal(order)))

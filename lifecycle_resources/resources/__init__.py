@@ -1,0 +1,1 @@
+"""One module per Pulumi resource kind, plus the shared provider base and the program registry."""

@@ -1,0 +1,156 @@
+"""CompressionSettings: enables compression on a hypertable with its segment-by and order-by columns.
+
+Changes in place (ALTER TABLE .. SET): segment_by, order_by; chunks already compressed keep the settings
+they were compressed with, chunks compressed afterwards use the new ones.
+Replaces: hypertable. Delete: disables compression when no chunk is compressed; otherwise leaves it
+enabled (TimescaleDB cannot disable it while compressed chunks exist) and the data as it is.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import psycopg
+import pulumi
+from psycopg import sql
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from . import registry
+from ..errors import Deferred
+from ..identifiers import TableName
+from ..reconcile import catalog
+from ..reconcile.compression import CompressionSettingsArgs, CompressionState, apply_settings, declared_state, read_settings
+from ..reconcile.declared import Target, resolve_target
+from ..reconcile.locks import lock_table
+from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+
+
+class CompressionSettingsProvider(LifecycleProvider):
+    kind = "CompressionSettings"
+
+    def _declared(self, conn: psycopg.Connection, args: CompressionSettingsArgs) -> tuple[Target, CompressionState]:
+        target = resolve_target(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
+        snap = catalog.table_snapshot(conn, target.table)
+        if snap is None:  # promised by the program's LifecycleSchema: its columns are not known yet
+            raise Deferred(f"{target.table} is created by the program's LifecycleSchema")
+        return target, declared_state(args, target, [c.name for c in snap.columns])
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        args = CompressionSettingsArgs.model_validate({**news, "peers": news.get("peers") or {}})
+        with self.session(news) as (conn, info):
+            target, declared = self._declared(conn, args)
+            actual = read_settings(conn, info, target.table)
+        out: dict[str, Any] = {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
+                               "order_by_normalised": list(declared.order_by or ()), "applies_to": None}
+        if actual is not None and actual.enabled and actual.compressed_chunks and \
+                (actual.segment_by, actual.order_by) != (declared.segment_by, declared.order_by):
+            out["applies_to"] = (f"chunks compressed from now on; the {actual.compressed_chunks} chunks already "
+                                 "compressed keep their current settings until recompressed")
+        return out
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed_fields(olds, news, ["hypertable"])
+        changes = changed_fields(olds, news, ["segment_by_normalised", "order_by_normalised", "dsn"])
+        return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
+
+    def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool]:
+        args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
+        with self.session(props) as (conn, info), conn.transaction():
+            target, declared = self._declared(conn, args)
+            lock_table(conn, target.table)
+            actual = read_settings(conn, info, target.table)
+            if actual is None or actual.compared() != declared.compared():
+                apply_settings(conn, target.table, declared)
+            after = read_settings(conn, info, target.table)
+        assert after is not None
+        return after, bool(actual and actual.enabled)
+
+    def _outs(self, props: dict[str, Any], state: CompressionState, adopted: bool) -> dict[str, Any]:
+        return {
+            "hypertable": state.hypertable,
+            "segment_by": props.get("segment_by") or [],
+            "order_by": props.get("order_by") or [],
+            "segment_by_normalised": list(state.segment_by or ()) if state.segment_by is not None else None,
+            "order_by_normalised": list(state.order_by or ()) if state.order_by is not None else None,
+            "enabled": state.enabled,
+            "adopted": adopted,
+            "resource_name": props.get("resource_name"),
+            "peers": props.get("peers") or {},
+            "config_source": props.get("config_source"),
+            "dsn": secret(props.get("dsn")),
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        state, adopted = self._apply(props)
+        return CreateResult(state.hypertable, self._outs(props, state, adopted))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        state, _ = self._apply(news)
+        return UpdateResult(self._outs(news, state, bool(olds.get("adopted"))))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        table = TableName.parse(props.get("hypertable") or id_)
+        with self.session(props) as (conn, info):
+            state = read_settings(conn, info, table)
+        if state is None or not state.enabled:
+            return ReadResult(None, {})
+        outs = self._outs(props, state, bool(props.get("adopted")))
+        same = (outs["segment_by_normalised"], outs["order_by_normalised"]) == (
+            props.get("segment_by_normalised"), props.get("order_by_normalised"))
+        if not same:
+            # Show the database's own values where they differ from what was declared.
+            outs["segment_by"] = list(state.segment_by or ())
+            outs["order_by"] = list(state.order_by or ())
+        inputs = {k: outs[k] for k in ("hypertable", "segment_by", "order_by", "segment_by_normalised",
+                                       "order_by_normalised", "enabled", "resource_name", "peers",
+                                       "config_source")}
+        if props.get("dsn") is not None:
+            inputs["dsn"] = outs["dsn"]
+        return ReadResult(id_, outs, inputs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        table = TableName.parse(props["hypertable"])
+        with self.session(props) as (conn, info), conn.transaction():
+            lock_table(conn, table)
+            state = read_settings(conn, info, table)
+            if state is None or not state.enabled:
+                return
+            if state.compressed_chunks:
+                print(f"CompressionSettings {props.get('resource_name')}: {table} keeps compression enabled: "
+                      f"{state.compressed_chunks} chunks are compressed and TimescaleDB cannot disable compression "
+                      "while they are; their data is left as it is", file=sys.stderr)
+                return
+            conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress = false)").format(table.ident))
+
+
+class CompressionSettings(Resource, module="timescale", name="CompressionSettings"):
+    """Compression enabled on a hypertable, with its segment-by and order-by columns."""
+
+    hypertable: pulumi.Output[str]
+    segment_by: pulumi.Output[list]
+    order_by: pulumi.Output[list]
+    segment_by_normalised: pulumi.Output[list]
+    order_by_normalised: pulumi.Output[list]
+    enabled: pulumi.Output[bool]
+    adopted: pulumi.Output[bool]
+
+    def __init__(self, resource_name: str, hypertable: Any, segment_by: list[str] | None = None,
+                 order_by: list[str] | None = None, *, dsn: pulumi.Input[str] | None = None,
+                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        table = registry.target_of(hypertable)
+        peers = registry.peers_of(table)
+        registry.declare_policy(self.__class__.__name__, resource_name, table, True)
+        deps = registry.depends_on_peers(table, "Hypertable")
+        if isinstance(hypertable, pulumi.Resource):
+            deps.append(hypertable)
+        props = {
+            "hypertable": table, "segment_by": list(segment_by or []), "order_by": list(order_by or []),
+            "resource_name": resource_name, "peers": peers,
+            "dsn": secret_input(dsn),
+            "segment_by_normalised": None, "order_by_normalised": None, "enabled": None, "adopted": None,
+            "applies_to": None, "config_source": config_source,
+        }
+        opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
+        super().__init__(CompressionSettingsProvider(), resource_name, props, opts)
+        registry.attach(self.__class__.__name__, table, self)

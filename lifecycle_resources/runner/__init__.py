@@ -1,0 +1,1 @@
+"""What runs outside `pulumi up`: policy execution, status and reports."""
