@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -98,7 +101,9 @@ def test_timescaledb_is_loaded_with_the_tsl_license(srv: EmbeddedServer) -> None
         (license_,) = conn.execute("SHOW timescaledb.license").fetchone()
     assert version.startswith("2.")
     assert license_ == "timescale"
-    assert srv.dsn == f"postgresql://postgres:postgres@127.0.0.1:{srv.port}/postgres?sslmode=disable"
+    assert len(srv.password) >= 24
+    assert srv.dsn == f"postgresql://postgres:{srv.password}@127.0.0.1:{srv.port}/postgres?sslmode=disable"
+    assert os.stat(srv.password_file).st_mode & 0o777 == 0o600
 
 
 def test_current_reports_the_running_server(
@@ -167,9 +172,15 @@ def test_queued_client_gets_a_clean_session_after_a_reset(
         except Exception as exc:  # reported by the assertion below
             result["error"] = exc
 
+    log = srv_state_dir / "db.log"
+    queued_before = log.read_text().count(" queued (queue size")
     thread = threading.Thread(target=queued)
     thread.start()
-    time.sleep(0.3)  # let it queue behind a
+    # The server logs each client it queues: wait (bounded) for b's line, not for a fixed time.
+    deadline = time.monotonic() + 30
+    while log.read_text().count(" queued (queue size") == queued_before:
+        assert thread.is_alive() and time.monotonic() < deadline, f"b never queued behind a: {result}"
+        time.sleep(0.02)
     assert thread.is_alive(), result
     drop_socket(a, reset=True)
     thread.join(30)
@@ -183,28 +194,65 @@ def _msg(kind: bytes, body: bytes = b"") -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
 
-def _read_until(sock: socket.socket, kind: bytes) -> None:
-    """Read backend messages up to the first of type `kind` (answers a password request)."""
+def _read_message(sock: socket.socket) -> tuple[bytes, bytes]:
+    head = _recv_exactly(sock, 5)
+    return head[:1], _recv_exactly(sock, struct.unpack("!i", head[1:])[0] - 4)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     buf = b""
-    while True:
-        while len(buf) < 5 or len(buf) < 1 + struct.unpack("!i", buf[1:5])[0]:
-            chunk = sock.recv(65536)
-            assert chunk, "server closed the connection"
-            buf += chunk
-        size = struct.unpack("!i", buf[1:5])[0]
-        tag, body, buf = buf[:1], buf[5 : 1 + size], buf[1 + size :]
-        if tag == b"R" and struct.unpack("!i", body[:4])[0] in (3, 5):
-            sock.sendall(_msg(b"p", b"postgres\0"))
-        if tag == kind:
-            return
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "server closed the connection"
+        buf += chunk
+    return buf
 
 
-def _raw_session(port: int) -> socket.socket:
+def _read_until(sock: socket.socket, kind: bytes) -> None:
+    """Read backend messages up to the first of type `kind`."""
+    while _read_message(sock)[0] != kind:
+        pass
+
+
+def _error_fields(body: bytes) -> dict[str, str]:
+    return {f[:1].decode(): f[1:].decode() for f in body.split(b"\0") if f}
+
+
+def _scram_login(sock: socket.socket, user: str, password: str) -> tuple[bytes, bytes]:
+    """StartupMessage and a SCRAM-SHA-256 exchange written from RFC 5802, independently of the
+    server's code; returns the message that ends it (R with AuthenticationOk, or an E)."""
+    startup = struct.pack("!i", 196608) + f"user\0{user}\0database\0postgres\0\0".encode()
+    sock.sendall(struct.pack("!i", len(startup) + 4) + startup)
+    tag, body = _read_message(sock)
+    assert (tag, body) == (b"R", struct.pack("!i", 10) + b"SCRAM-SHA-256\0\0")
+    client_first_bare = "n=,r=" + base64.b64encode(os.urandom(18)).decode()
+    first = f"n,,{client_first_bare}".encode()
+    sock.sendall(_msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
+    tag, body = _read_message(sock)
+    assert tag == b"R" and struct.unpack("!i", body[:4])[0] == 11, (tag, body)
+    server_first = body[4:].decode()
+    attrs = dict(part.split("=", 1) for part in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.digest(hashlib.sha256(client_key).digest(), auth_message, "sha256")
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    sock.sendall(_msg(b"p", f"{without_proof},p={base64.b64encode(proof).decode()}".encode()))
+    tag, body = _read_message(sock)
+    if tag == b"R":  # SASLFinal: check the server's signature, then AuthenticationOk follows
+        server_key = hmac.digest(salted, b"Server Key", "sha256")
+        expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha256")).decode()
+        assert body == struct.pack("!i", 12) + f"v={expected}".encode()
+        tag, body = _read_message(sock)
+    return tag, body
+
+
+def _raw_session(srv: EmbeddedServer) -> socket.socket:
     """A hand-made wire-protocol client (psycopg always sends Sync with Execute)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
     try:
-        startup = struct.pack("!i", 196608) + b"user\0postgres\0database\0postgres\0\0"
-        sock.sendall(struct.pack("!i", len(startup) + 4) + startup)
+        assert _scram_login(sock, "postgres", srv.password) == (b"R", struct.pack("!i", 0))
         _read_until(sock, b"Z")
     except BaseException:
         sock.close()
@@ -215,7 +263,7 @@ def _raw_session(port: int) -> socket.socket:
 def test_extended_protocol_without_sync_is_not_committed(srv: EmbeddedServer) -> None:
     with connect(srv, autocommit=True) as conn:
         conn.execute("CREATE TABLE t_nosync(x int)")
-    with _raw_session(srv.port) as sock:
+    with _raw_session(srv) as sock:
         sock.sendall(
             _msg(b"P", b"\0INSERT INTO t_nosync VALUES (1)\0" + struct.pack("!h", 0))
             + _msg(b"B", b"\0\0" + struct.pack("!hhh", 0, 0, 0))
@@ -276,8 +324,11 @@ def test_start_on_a_taken_port_names_the_port(tmp_path: Path) -> None:
         with pytest.raises(EmbeddedServerError, match=rf"\bport {port}\b"):
             embedded.start(data="memory://", port=port, state_dir=tmp_path)
         # server.mjs itself also refuses (exit 2) when the port is taken, e.g. in a race.
+        password = tmp_path / "password"
+        password.write_text("secret\n")
         proc = subprocess.run(
-            [node, str(embedded.SERVER_SCRIPT), "--data", "memory://", "--port", str(port)],
+            [node, str(embedded.SERVER_SCRIPT), "--data", "memory://", "--port", str(port),
+             "--password-file", str(password)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -295,11 +346,13 @@ def test_file_data_dir_persists_across_stop_and_start(tmp_path: Path) -> None:
         assert first.data == str((state_dir / "db-data").resolve())
         assert embedded.current(state_dir) == first
         assert json.loads((state_dir / "db.json").read_text()) == {
-            "pid": first.pid, "port": first.port, "data": first.data, "host": "127.0.0.1"
+            "pid": first.pid, "port": first.port, "data": first.data, "host": "127.0.0.1",
+            "password_file": first.data + ".password",
         }
         with pytest.raises(EmbeddedServerError, match="already running") as refused:
             embedded.start(port=0, state_dir=state_dir)
-        assert first.dsn in str(refused.value)
+        assert f"port {first.port}" in str(refused.value)
+        assert first.password not in str(refused.value)
         # PGlite does not lock its data dir itself; a second server on it is refused.
         with pytest.raises(EmbeddedServerError, match="in use by another embedded"):
             embedded.start(data=first.data, port=0, state_dir=tmp_path / "other")
@@ -320,6 +373,7 @@ def test_file_data_dir_persists_across_stop_and_start(tmp_path: Path) -> None:
 
     second = embedded.start(port=0, state_dir=state_dir)
     try:
+        assert second.password == first.password  # the data directory keeps its password
         with connect(second, autocommit=True) as conn:
             assert conn.execute("SELECT v FROM kept").fetchall() == [(42,)]
             assert conn.execute(
@@ -328,3 +382,55 @@ def test_file_data_dir_persists_across_stop_and_start(tmp_path: Path) -> None:
             ).fetchone() == (1,)
     finally:
         embedded.stop(state_dir)
+
+
+def test_auth_wrong_password_or_user_is_refused_like_postgresql(srv: EmbeddedServer) -> None:
+    for user, password in [("postgres", "not-the-password"), ("postgres", ""), ("mallory", srv.password)]:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            tag, body = _scram_login(sock, user, password)
+            assert tag == b"E", (user, tag, body)
+            fields = _error_fields(body)
+            assert (fields["S"], fields["C"]) == ("FATAL", "28P01")
+            assert fields["M"] == f'password authentication failed for user "{user}"'
+            assert sock.recv(1) == b""  # and the connection is closed
+        if not password:
+            continue  # libpq itself refuses to send an empty password
+        with pytest.raises(psycopg.OperationalError, match=f'password authentication failed for user "{user}"'):
+            psycopg.connect(srv.dsn.replace(f"postgres:{srv.password}@", f"{user}:{password}@"), connect_timeout=30)
+    # Nothing of a refused client reached the database; the right password still works.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        assert _scram_login(sock, "postgres", srv.password) == (b"R", struct.pack("!i", 0))
+
+
+def test_auth_psql_and_psycopg_connect_with_the_default_sslmode(srv: EmbeddedServer) -> None:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
+        assert _recv_exactly(sock, 1) == b"N"
+    prefer = srv.dsn.replace("sslmode=disable", "sslmode=prefer")
+    with psycopg.connect(prefer, connect_timeout=30) as conn:
+        assert conn.execute("SHOW timescaledb.license").fetchone() == ("timescale",)
+    psql = shutil.which("psql")
+    assert psql, "psql is missing: apt-get install postgresql-client"
+    env = {**os.environ, "PGPASSWORD": srv.password, "PGCONNECT_TIMEOUT": "30"}
+    env.pop("PGSSLMODE", None)
+    args = [psql, "-h", "127.0.0.1", "-p", str(srv.port), "-U", "postgres", "-Atc", "SELECT 6 * 7"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "42"), done.stderr
+    refused = subprocess.run(args, env={**env, "PGPASSWORD": "wrong"}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert 'password authentication failed for user "postgres"' in refused.stderr
+
+
+def test_auth_memory_server_gets_a_new_password_per_start(tmp_path: Path) -> None:
+    first = embedded.start(data="memory://", port=0, state_dir=tmp_path)
+    embedded.stop(tmp_path)
+    assert not Path(first.password_file).exists()
+    second = embedded.start(data="memory://", port=0, state_dir=tmp_path)
+    try:
+        assert second.password != first.password
+        assert os.stat(second.password_file).st_mode & 0o777 == 0o600
+        assert embedded.current(tmp_path).dsn == second.dsn  # another process finds the password
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(second.dsn.replace(second.password, first.password), connect_timeout=30)
+    finally:
+        embedded.stop(tmp_path)

@@ -1,7 +1,10 @@
 // Embedded TimescaleDB: PGlite (PostgreSQL 17 in WASM) with the TimescaleDB extension,
 // served on the PostgreSQL wire protocol by @electric-sql/pglite-socket.
 //
-//   node server.mjs --data DIR_OR_memory:// --port N --host 127.0.0.1
+//   node server.mjs --data DIR_OR_memory:// --port N --host 127.0.0.1 --password-file FILE
+//
+// Clients authenticate as user `postgres` with the password in FILE (SCRAM-SHA-256, see
+// auth.mjs); an SSLRequest is answered 'N' (no TLS) as by a PostgreSQL built without SSL.
 //
 // Prints exactly one line "READY port=<port>" on stdout once it accepts connections.
 // SIGTERM/SIGINT: stop listening, close the database (flushes a file data dir), exit 0.
@@ -19,11 +22,13 @@
 //    (the stock handler crashed PGlite on any message split across TCP reads), and turns
 //    COPY ... FROM STDIN, which crashes PGlite, into a clean SQL error.
 
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { timescaledb } from '@electric-sql/pglite/timescaledb';
 import { PGLiteSocketHandler, PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { MAX_AUTH_MESSAGE, ScramExchange, fatal, scramVerifier } from './auth.mjs';
 
 const QUEUE_TIMEOUT_MS = 300_000;
 
@@ -81,6 +86,27 @@ async function captureSessionSettings(db) {
   return { sql: `SELECT ${calls.join(', ')}`, names: res.rows.map((r) => `${r.name}=${r.setting}`) };
 }
 
+// TimescaleDB's versioned library defers loading its TSL module (compression, policies, jobs)
+// out of its _PG_init until `ts_post_load_init`, which its loader library (timescaledb.so) calls.
+// A PostgreSQL server preloads that loader (shared_preload_libraries); PGlite preloads nothing.
+// The first boot got away with it because CREATE EXTENSION enables the module while it installs
+// the extension. On a later boot, over an existing data directory, the versioned library is only
+// pulled in by the first call of one of its functions: timescaledb.license is undefined until
+// then, and afterwards reads "timescale" with the TSL module never loaded, so compression and
+// policy calls fail with 'not supported under the current "timescale" license'. Loading the
+// loader first, as the postmaster would, gives every boot what a PostgreSQL server start gives.
+async function loadTimescaleDB(db) {
+  await db.exec("LOAD 'timescaledb'");
+  await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb');
+  const res = await db.query(
+    "SELECT _timescaledb_functions.tsl_loaded() AS tsl, current_setting('timescaledb.license', true) AS license",
+  );
+  const { tsl, license } = res.rows[0] ?? {};
+  if (tsl !== true || license !== 'timescale') {
+    throw new Error(`TimescaleDB loaded without its TSL module (tsl_loaded=${tsl}, license=${license})`);
+  }
+}
+
 // A WebAssembly trap (RuntimeError: unreachable; seen on COPY ... FROM STDIN and on messages
 // split across TCP reads, both now prevented below) leaves PGlite unusable: every later call
 // traps too. Exit so that the owner sees the server gone instead of a listener that drops
@@ -118,8 +144,8 @@ function finishClient(handler, closeSocket, error) {
     if (error !== undefined) {
       handler.dispatchEvent(new CustomEvent('error', { detail: error }));
     }
-    if (handler.socket) {
-      // Still attached: we hold the exclusive lock.
+    if (handler.socket && handler._lifecycleSession) {
+      // Still attached (we hold the exclusive lock) and the client reached PGlite.
       await resetSession(handler.db, handler.handlerId);
     }
     // The server listens for 'close' to attach the next queued connection. The stock
@@ -144,8 +170,6 @@ function finishClient(handler, closeSocket, error) {
 // than one chunk (a query over ~64 KB) then reaches PGlite in pieces, and PGlite traps
 // ("RuntimeError: unreachable") and is dead for good. Frame the stream: hand over complete
 // messages only, keeping a partial tail for the next chunk.
-const SSL_REQUEST = 80877103;
-const GSSENC_REQUEST = 80877104;
 
 // COPY ... FROM STDIN traps PGlite (RuntimeError: unreachable), which kills the database for
 // every client. Such statements are swapped for one that fails cleanly with SQLSTATE 0A000, so
@@ -184,20 +208,12 @@ function takeCompleteMessages(handler, chunk) {
   let end = 0;
   const swaps = [];
   for (;;) {
-    // Before the StartupMessage (and after an SSL/GSS request) messages carry no type byte.
-    const typed = handler._lifecycleStarted === true;
-    const header = typed ? 5 : 4;
-    if (buf.length - end < header) break;
-    const length = buf.readInt32BE(end + (typed ? 1 : 0));
-    const size = (typed ? 1 : 0) + length;
+    if (buf.length - end < 5) break;
+    const length = buf.readInt32BE(end + 1);
+    const size = 1 + length;
     if (length < 4 || buf.length - end < size) break;
-    if (typed) {
-      const swap = refusedCopy(buf[end], buf, end, end + size);
-      if (swap) swaps.push([end, end + size, swap]);
-    } else {
-      const code = buf.readInt32BE(end + 4);
-      if (code !== SSL_REQUEST && code !== GSSENC_REQUEST) handler._lifecycleStarted = true;
-    }
+    const swap = refusedCopy(buf[end], buf, end, end + size);
+    if (swap) swaps.push([end, end + size, swap]);
     end += size;
   }
   handler._lifecyclePending = end < buf.length ? buf.subarray(end) : null;
@@ -213,8 +229,78 @@ function takeCompleteMessages(handler, chunk) {
   return Buffer.concat(parts);
 }
 
+// Set in main() from --password-file: the SCRAM verifier of user `postgres`.
+let VERIFIER = null;
+
+// PGlite answers a StartupMessage with an MD5 password request and then accepts any password:
+// the real check happened in ScramExchange, so it gets a placeholder one.
+const PLACEHOLDER_PASSWORD = message('p', cstring('md5' + '0'.repeat(32)));
+const AUTH_OK = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
+
+async function openBackendSession(handler, startup) {
+  let reply = Buffer.from(await handler.db.execProtocolRaw(new Uint8Array(startup)));
+  if (reply[0] === 0x52 && reply.readInt32BE(5) !== 0) {
+    reply = Buffer.from(await handler.db.execProtocolRaw(PLACEHOLDER_PASSWORD));
+  }
+  if (reply.subarray(0, AUTH_OK.length).equals(AUTH_OK)) return reply;
+  throw new Error(`unexpected start-up reply from PGlite: ${reply.subarray(0, 16).toString('hex')}`);
+}
+
+// Runs the start-up and SCRAM exchange of a new client on the untyped/auth messages of the
+// stream; returns the bytes that follow a successful authentication (to be served as usual),
+// or null while the exchange is going on or when the client was refused.
+async function authenticate(handler, chunk) {
+  const auth = (handler._lifecycleAuth ??= new ScramExchange(VERIFIER));
+  const buf = handler._lifecyclePending?.length ? Buffer.concat([handler._lifecyclePending, chunk]) : Buffer.from(chunk);
+  let pos = 0;
+  while (auth.state !== 'done') {
+    const header = auth.typed ? 5 : 4;
+    if (buf.length - pos < header) break;
+    const length = buf.readInt32BE(pos + header - 4);
+    if (length < 4 || length > MAX_AUTH_MESSAGE) {
+      handler.socket?.end(fatal('08P01', 'invalid length of startup packet'));
+      return null;
+    }
+    const size = header - 4 + length;
+    if (buf.length - pos < size) break;
+    const step = auth.receive(buf.subarray(pos, pos + size));
+    pos += size;
+    if (step.close) {
+      handler.socket?.end(step.reply);
+      return null;
+    }
+    if (step.startup) {
+      // Authenticated: from here on the client talks to PGlite.
+      const opened = await openBackendSession(handler, step.startup);
+      handler.socket?.write(Buffer.concat([step.reply, opened]));
+      handler._lifecycleSession = true;
+    } else {
+      handler.socket?.write(step.reply);
+    }
+  }
+  handler._lifecyclePending = null;
+  if (auth.state !== 'done') {
+    handler._lifecyclePending = pos < buf.length ? buf.subarray(pos) : null;
+    return null;
+  }
+  return pos < buf.length ? buf.subarray(pos) : null;
+}
+
 const stockHandleData = PGLiteSocketHandler.prototype.handleData;
-PGLiteSocketHandler.prototype.handleData = function handleData(chunk) {
+PGLiteSocketHandler.prototype.handleData = async function handleData(data) {
+  let chunk = data;
+  if (!this._lifecycleSession) {
+    if (!this.socket) return 0;
+    try {
+      chunk = await authenticate(this, data);
+    } catch (err) {
+      exitIfCrashed(err);
+      log(`client #${this.handlerId}: start-up failed: ${err?.message ?? err}`);
+      this.socket?.end(fatal('XX000', 'the embedded TimescaleDB could not open a session'));
+      return 0;
+    }
+    if (chunk === null) return 0;
+  }
   const complete = takeCompleteMessages(this, chunk);
   if (complete === null) return Promise.resolve(0); // wait for the rest of the message
   return stockHandleData.call(this, complete);
@@ -238,6 +324,7 @@ function parseCli() {
       data: { type: 'string', default: 'memory://' },
       port: { type: 'string', default: '5433' },
       host: { type: 'string', default: '127.0.0.1' },
+      'password-file': { type: 'string' },
     },
     strict: true,
   });
@@ -246,7 +333,19 @@ function parseCli() {
     log(`invalid --port ${values.port}`);
     process.exit(1);
   }
-  return { data: values.data, port, host: values.host };
+  const passwordFile = values['password-file'];
+  let password = '';
+  try {
+    password = passwordFile ? readFileSync(passwordFile, 'utf8').trim() : '';
+  } catch (err) {
+    log(`cannot read --password-file ${passwordFile}: ${err?.message ?? err}`);
+    process.exit(1);
+  }
+  if (!password) {
+    log('--password-file is required and must hold the password of user postgres');
+    process.exit(1);
+  }
+  return { data: values.data, port, host: values.host, password };
 }
 
 function portTaken(port, host) {
@@ -303,7 +402,8 @@ async function shutdown(signal) {
 }
 
 async function main() {
-  const { data, port, host } = parseCli();
+  const { data, port, host, password } = parseCli();
+  VERIFIER = scramVerifier(password);
   const t0 = Date.now();
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -323,7 +423,7 @@ async function main() {
   });
 
   db = await PGlite.create(data, { extensions: { timescaledb } });
-  await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb');
+  await loadTimescaleDB(db);
   const restore = await captureSessionSettings(db);
   RESET_SEQUENCE = resetSequence(restore?.sql ?? null);
   if (restore) log(`session settings restored after each client: ${restore.names.join(', ')}`);
@@ -345,6 +445,10 @@ async function main() {
     const err = e.detail;
     if (err?.code === 'ECONNRESET' || err?.code === 'EPIPE') return; // a client went away
     log(`server error: ${err?.message ?? err}`);
+  });
+  // One line per queued client: tells a reader of the log (and the tests) who waited.
+  server.addEventListener('queuedConnection', (e) => {
+    log(`client ${e.detail.clientAddress}:${e.detail.clientPort} queued (queue size ${e.detail.queueSize})`);
   });
   server.addEventListener('queueTimeout', (e) => {
     log(`queued client ${e.detail.clientAddress}:${e.detail.clientPort} gave up after ${QUEUE_TIMEOUT_MS} ms`);

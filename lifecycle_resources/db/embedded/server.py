@@ -1,8 +1,13 @@
 """The embedded TimescaleDB: PGlite + TimescaleDB in a Node.js process, on the PostgreSQL wire protocol.
 
 ``start()`` spawns ``node server.mjs`` detached from the caller, waits until it answers a
-psycopg query with the timescaledb extension loaded, and records it in ``<state_dir>/db.json``
-so that ``current()`` and ``stop()`` find it from another process.
+psycopg query with the timescaledb extension and its TSL module loaded, and records it in
+``<state_dir>/db.json`` so that ``current()`` and ``stop()`` find it from another process.
+
+Clients must log in as ``postgres`` with the server's password (SCRAM-SHA-256). The password is
+generated per data directory and kept with mode 0600 beside it (``<data>.password``, so a file
+data directory keeps its password across restarts), or, for ``memory://``, generated at each
+start in ``<state_dir>/memory.password``. ``EmbeddedServer.dsn`` carries it.
 
 The server handles one connection at a time (a second client waits in a queue until the first
 disconnects), so always use short-lived connections and close them promptly.
@@ -15,13 +20,14 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +42,8 @@ NODE_MIN_MAJOR = 20
 INSTALL_HINT = "install Node.js 20: apt-get install nodejs npm"
 
 STATE_FILE = "db.json"
+MEMORY_PASSWORD_FILE = "memory.password"
+PASSWORD_SUFFIX = ".password"
 LOG_FILE = "db.log"
 LOCK_FILE = "db.lock"
 DEFAULT_DATA_DIR = "db-data"
@@ -44,7 +52,11 @@ MEMORY = "memory://"
 EXIT_PORT_IN_USE = 2
 LOCK_WAIT = 5.0
 _READY_RE = re.compile(r"^READY port=(\d+)\s*$", re.MULTILINE)
-_CHECK_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+# Ready means: the extension is there and its TSL module (compression, policies) is loaded.
+_CHECK_SQL = (
+    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb' "
+    "AND current_setting('timescaledb.license', true) = 'timescale' AND _timescaledb_functions.tsl_loaded()"
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,8 @@ class EmbeddedServer:
     port: int
     data: str
     host: str = "127.0.0.1"
+    password_file: str = ""
+    password: str = field(default="", repr=False, compare=False)
 
     @property
     def dsn(self) -> str:
@@ -63,7 +77,8 @@ class EmbeddedServer:
             host = "[::1]"
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"postgresql://postgres:postgres@{host}:{self.port}/postgres?sslmode=disable"
+        # token_urlsafe passwords need no percent-encoding in a URL.
+        return f"postgresql://postgres:{self.password}@{host}:{self.port}/postgres?sslmode=disable"
 
 
 class EmbeddedServerError(RuntimeError):
@@ -297,11 +312,14 @@ def _lock_data_dir(data_path: Path) -> int:
 def _read_state(state_dir: Path) -> EmbeddedServer | None:
     try:
         raw = json.loads((state_dir / STATE_FILE).read_text())
+        password_file = str(raw["password_file"])
         return EmbeddedServer(
             pid=int(raw["pid"]),
             port=int(raw["port"]),
             data=str(raw["data"]),
             host=str(raw.get("host", "127.0.0.1")),
+            password_file=password_file,
+            password=_read_password(Path(password_file)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -310,13 +328,44 @@ def _read_state(state_dir: Path) -> EmbeddedServer | None:
 def _write_state(state_dir: Path, server: EmbeddedServer) -> None:
     path = state_dir / STATE_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(server), indent=2) + "\n")
+    record = asdict(server)
+    del record["password"]  # it stays in its 0600 file only
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
 
 
 def _remove_state(state_dir: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (state_dir / STATE_FILE).unlink()
+
+
+def _read_password(path: Path) -> str:
+    password = path.read_text().strip()
+    if not password:
+        raise ValueError(f"{path} is empty")
+    return password
+
+
+def _password_file(data: str, data_path: Path | None, state_dir: Path) -> Path:
+    """The password file of this data directory, created (mode 0600) when new.
+
+    A file data directory keeps its password next to it, across restarts; ``memory://`` gets a
+    new password at every start.
+    """
+    if data_path is not None:
+        path = data_path.with_name(data_path.name + PASSWORD_SUFFIX)
+    else:
+        path = state_dir / MEMORY_PASSWORD_FILE
+        path.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)  # a copied or restored file may have lost its mode
+        _read_password(path)
+        return path
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(24) + "\n")
+    return path
 
 
 def _check_connection(dsn: str, timeout: float) -> str | None:
@@ -365,7 +414,8 @@ def start(
         if running is not None:
             raise EmbeddedServerError(
                 f"an embedded TimescaleDB recorded in {state_dir / STATE_FILE} is already running "
-                f"(pid {running.pid}, data {running.data}): {running.dsn}; stop it first"
+                f"(pid {running.pid}, data {running.data}, port {running.port}); `lifecycle db dsn` "
+                "prints its DSN; stop it first"
             )
         _remove_state(state_dir)  # stale record of a dead server
 
@@ -379,6 +429,10 @@ def start(
 
         if _port_in_use(host, port):
             raise _port_taken_error(host, port)
+        try:
+            password_file = _password_file(data, data_path, state_dir)
+        except (OSError, ValueError) as exc:
+            raise EmbeddedServerError(f"cannot prepare the embedded TimescaleDB's password file: {exc}") from exc
 
         ensure_node_modules()
         node, _ = _find_node_and_npm()
@@ -398,7 +452,7 @@ def start(
                 try:
                     proc = subprocess.Popen(
                         [node, str(SERVER_SCRIPT), "--data", data, "--port", str(port),
-                         "--host", host],
+                         "--host", host, "--password-file", str(password_file)],
                         cwd=EMBEDDED_DIR,
                         stdin=subprocess.DEVNULL,
                         stdout=log,
@@ -417,7 +471,7 @@ def start(
                 os.close(lock_fd)  # the child keeps the lock
 
         try:
-            server = _wait_ready(proc, data, host, port, log_path, offset, timeout)
+            server = _wait_ready(proc, data, host, port, password_file, log_path, offset, timeout)
         except BaseException:
             if proc.poll() is None:
                 _kill(proc.pid)
@@ -435,6 +489,7 @@ def _wait_ready(
     data: str,
     host: str,
     port: int,
+    password_file: Path,
     log_path: Path,
     offset: int,
     timeout: float,
@@ -460,7 +515,9 @@ def _wait_ready(
             if match:
                 real_port = int(match.group(1))
         if real_port is not None:
-            server = EmbeddedServer(pid=proc.pid, port=real_port, data=data, host=host)
+            server = EmbeddedServer(pid=proc.pid, port=real_port, data=data, host=host,
+                                    password_file=str(password_file),
+                                    password=_read_password(password_file))
             remaining = deadline - time.monotonic()
             if _check_connection(server.dsn, min(10.0, max(1.0, remaining))):
                 return server
@@ -506,4 +563,6 @@ def stop(state_dir: Path | None = None, timeout: float = 30.0) -> EmbeddedServer
                     f"the embedded TimescaleDB (pid {server.pid}) survived SIGKILL"
                 )
         _remove_state(state_dir)
+        if server.data == MEMORY:  # its password died with the database
+            Path(server.password_file).unlink(missing_ok=True)
         return server
