@@ -11,10 +11,14 @@ step "embedded TimescaleDB (data in .lifecycle/db-data, port 5433)"
 if ! dsn=$($lifecycle db dsn 2>/dev/null); then
     dsn=$($lifecycle db start --data .lifecycle/db-data --port 5433)
 fi
-echo "$dsn"
+# The server's password is generated per data directory: the providers read this DSN from
+# TSDB_DSN (the dev stack's config holds none), as do the lifecycle commands below (not --dsn, which
+# `ps` shows); it is never written to the stack.
+export TSDB_DSN="$dsn"
+echo "embedded TimescaleDB at $(echo "$dsn" | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')"
 
 step "sample tables of a trading platform, 45 days of synthetic rows"
-$lifecycle db exec sql/demo/trading_tables.sql --dsn "$dsn"
+$lifecycle db exec sql/demo/trading_tables.sql
 
 step "pulumi up --refresh (stack dev)"
 bin/pulumi stack select dev 2>/dev/null || bin/pulumi stack init dev
@@ -24,9 +28,9 @@ step "pulumi preview --expect-no-changes"
 bin/pulumi preview --expect-no-changes --stack dev
 
 step "lifecycle run: the due policies, executed and recorded (no TimescaleDB scheduler runs here)"
-$lifecycle run --dsn "$dsn" --stack dev
+$lifecycle run --stack dev
 
 step "what the database holds"
-$lifecycle status --dsn "$dsn" --stack dev
+$lifecycle status --stack dev
 
-printf '\nThe embedded TimescaleDB is still running at %s\nStop it with: .venv/bin/lifecycle db stop (or make db-stop)\n' "$dsn"
+printf '\nThe embedded TimescaleDB is still running; its DSN: .venv/bin/lifecycle db dsn\nStop it with: .venv/bin/lifecycle db stop (or make db-stop)\n'

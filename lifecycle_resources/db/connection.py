@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ..errors import DatabaseUnavailable, LifecycleError
 
 CONFIG_KEY = "lifecycle:dsn"
+DSN_ENV = "TSDB_DSN"  # the providers' last resort, after a resource's dsn input and CONFIG_KEY
 CONNECT_ATTEMPTS = 5
 FIRST_BACKOFF = 0.25
 # The embedded server serves one connection at a time: a connection may legitimately wait in its queue.
@@ -61,7 +62,8 @@ def connect(dsn: str, *, attempts: int = CONNECT_ATTEMPTS) -> Iterator[psycopg.C
     """
     if not dsn:
         raise LifecycleError(
-            f"no database connection configured: set it with `pulumi config set --secret {CONFIG_KEY} <dsn>` "
+            f"no database connection configured: set it with `pulumi config set --secret {CONFIG_KEY} <dsn>`, "
+            f"export {DSN_ENV}=<dsn> (for the embedded server: {DSN_ENV}=$(lifecycle db dsn)), "
             "or give the resource a secret `dsn` input"
         )
     delay = FIRST_BACKOFF

@@ -3,6 +3,7 @@ check/diff plumbing, secret outputs, and errors that name the resource and the f
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
-from ..db.connection import CONFIG_KEY, connect, scrub, validate_dsn
+from ..db.connection import CONFIG_KEY, DSN_ENV, connect, scrub, validate_dsn
 from ..errors import Deferred, InputError, LifecycleError
 from ..reconcile import catalog
 
@@ -88,8 +89,13 @@ class LifecycleProvider(ResourceProvider, ABC):
 
     # -- connection -------------------------------------------------------------------------------
     def dsn_for(self, props: Mapping[str, Any]) -> str:
+        """The resource's dsn input, else stack config lifecycle:dsn, else $TSDB_DSN.
+
+        The environment is read here, at each operation, and never stored: a generated password
+        (the embedded server's) need not be copied into the stack's config to be used.
+        """
         override = unwrap_secret(props.get("dsn"))
-        return override or self._config_dsn or ""
+        return override or self._config_dsn or os.environ.get(DSN_ENV, "")
 
     @contextmanager
     def session(self, props: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection, catalog.ServerInfo]]:
