@@ -421,10 +421,13 @@ def test_auth_psql_and_psycopg_connect_with_the_default_sslmode(srv: EmbeddedSer
     assert 'password authentication failed for user "postgres"' in refused.stderr
 
 
-def test_auth_memory_server_gets_a_new_password_per_start(tmp_path: Path) -> None:
+def test_auth_memory_server_gets_a_new_password_per_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = embedded.start(data="memory://", port=0, state_dir=tmp_path)
     embedded.stop(tmp_path)
     assert not Path(first.password_file).exists()
+    monkeypatch.setenv("LIFECYCLE_EMBEDDED_AUTH_TIMEOUT_MS", "1500")
     second = embedded.start(data="memory://", port=0, state_dir=tmp_path)
     try:
         assert second.password != first.password
@@ -432,5 +435,13 @@ def test_auth_memory_server_gets_a_new_password_per_start(tmp_path: Path) -> Non
         assert embedded.current(tmp_path).dsn == second.dsn  # another process finds the password
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(second.dsn.replace(second.password, first.password), connect_timeout=30)
+
+        # A client that connects and never logs in is cut off (authentication timeout), and the
+        # client queued behind it is served.
+        with socket.create_connection(("127.0.0.1", second.port), timeout=30) as silent:
+            with connect(second) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            tag, body = _read_message(silent)
+            assert (tag, _error_fields(body)["M"]) == (b"E", "canceling authentication due to timeout")
     finally:
         embedded.stop(tmp_path)

@@ -249,8 +249,34 @@ async function openBackendSession(handler, startup) {
 // Runs the start-up and SCRAM exchange of a new client on the untyped/auth messages of the
 // stream; returns the bytes that follow a successful authentication (to be served as usual),
 // or null while the exchange is going on or when the client was refused.
+// Refused: send the error, then close for good (the server attaches the next client on 'close',
+// which a client that ignores our FIN would otherwise never let happen).
+function refuse(handler, reply) {
+  const socket = handler.socket;
+  if (!socket) return;
+  socket.end(reply, () => socket.destroy());
+  setTimeout(() => socket.destroy(), 5_000).unref();
+}
+
+// PostgreSQL's authentication_timeout: a client holds the single backend while it logs in, so one
+// that connects and says nothing must not keep every other client waiting.
+const AUTH_TIMEOUT_MS = Number(process.env.LIFECYCLE_EMBEDDED_AUTH_TIMEOUT_MS) || 60_000;
+const stockAttach = PGLiteSocketHandler.prototype.attach;
+PGLiteSocketHandler.prototype.attach = async function attach(socket) {
+  const attached = await stockAttach.call(this, socket);
+  const timer = setTimeout(() => {
+    if (this.socket !== socket || this._lifecycleSession) return;
+    log(`client #${this.handlerId}: no login within ${AUTH_TIMEOUT_MS} ms; disconnected`);
+    refuse(this, fatal('08006', 'canceling authentication due to timeout'));
+  }, AUTH_TIMEOUT_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  return attached;
+};
+
 async function authenticate(handler, chunk) {
   const auth = (handler._lifecycleAuth ??= new ScramExchange(VERIFIER));
+  if (auth.state === 'failed') return null; // refused: whatever else it sends is ignored
   const buf = handler._lifecyclePending?.length ? Buffer.concat([handler._lifecyclePending, chunk]) : Buffer.from(chunk);
   let pos = 0;
   while (auth.state !== 'done') {
@@ -258,7 +284,7 @@ async function authenticate(handler, chunk) {
     if (buf.length - pos < header) break;
     const length = buf.readInt32BE(pos + header - 4);
     if (length < 4 || length > MAX_AUTH_MESSAGE) {
-      handler.socket?.end(fatal('08P01', 'invalid length of startup packet'));
+      refuse(handler, fatal('08P01', 'invalid length of startup packet'));
       return null;
     }
     const size = header - 4 + length;
@@ -266,7 +292,7 @@ async function authenticate(handler, chunk) {
     const step = auth.receive(buf.subarray(pos, pos + size));
     pos += size;
     if (step.close) {
-      handler.socket?.end(step.reply);
+      refuse(handler, step.reply);
       return null;
     }
     if (step.startup) {
@@ -296,7 +322,7 @@ PGLiteSocketHandler.prototype.handleData = async function handleData(data) {
     } catch (err) {
       exitIfCrashed(err);
       log(`client #${this.handlerId}: start-up failed: ${err?.message ?? err}`);
-      this.socket?.end(fatal('XX000', 'the embedded TimescaleDB could not open a session'));
+      refuse(this, fatal('XX000', 'the embedded TimescaleDB could not open a session'));
       return 0;
     }
     if (chunk === null) return 0;

@@ -44,6 +44,7 @@ INSTALL_HINT = "install Node.js 20: apt-get install nodejs npm"
 STATE_FILE = "db.json"
 MEMORY_PASSWORD_FILE = "memory.password"
 PASSWORD_SUFFIX = ".password"
+LEGACY_PASSWORD = "postgres"
 LOG_FILE = "db.log"
 LOCK_FILE = "db.lock"
 DEFAULT_DATA_DIR = "db-data"
@@ -312,14 +313,16 @@ def _lock_data_dir(data_path: Path) -> int:
 def _read_state(state_dir: Path) -> EmbeddedServer | None:
     try:
         raw = json.loads((state_dir / STATE_FILE).read_text())
-        password_file = str(raw["password_file"])
+        password_file = str(raw.get("password_file", ""))
         return EmbeddedServer(
             pid=int(raw["pid"]),
             port=int(raw["port"]),
             data=str(raw["data"]),
             host=str(raw.get("host", "127.0.0.1")),
             password_file=password_file,
-            password=_read_password(Path(password_file)),
+            # A server recorded by a version without authentication accepts any password: it stays
+            # reachable (and stoppable) until it is restarted with one.
+            password=_read_password(Path(password_file)) if password_file else LEGACY_PASSWORD,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -563,6 +566,6 @@ def stop(state_dir: Path | None = None, timeout: float = 30.0) -> EmbeddedServer
                     f"the embedded TimescaleDB (pid {server.pid}) survived SIGKILL"
                 )
         _remove_state(state_dir)
-        if server.data == MEMORY:  # its password died with the database
+        if server.data == MEMORY and server.password_file:  # its password died with the database
             Path(server.password_file).unlink(missing_ok=True)
         return server
