@@ -246,9 +246,6 @@ async function openBackendSession(handler, startup) {
   throw new Error(`unexpected start-up reply from PGlite: ${reply.subarray(0, 16).toString('hex')}`);
 }
 
-// Runs the start-up and SCRAM exchange of a new client on the untyped/auth messages of the
-// stream; returns the bytes that follow a successful authentication (to be served as usual),
-// or null while the exchange is going on or when the client was refused.
 // Refused: send the error, then close for good (the server attaches the next client on 'close',
 // which a client that ignores our FIN would otherwise never let happen).
 function refuse(handler, reply) {
@@ -274,6 +271,9 @@ PGLiteSocketHandler.prototype.attach = async function attach(socket) {
   return attached;
 };
 
+// Runs the start-up and SCRAM exchange of a new client on the untyped/auth messages of the
+// stream; returns the bytes that follow a successful authentication (to be served as usual),
+// or null while the exchange is going on or when the client was refused.
 async function authenticate(handler, chunk) {
   const auth = (handler._lifecycleAuth ??= new ScramExchange(VERIFIER));
   if (auth.state === 'failed') return null; // refused: whatever else it sends is ignored
