@@ -34,18 +34,25 @@ class Result:
 
 
 class PulumiStack:
-    """A Pulumi project in `workdir` whose program is Python written by the test."""
+    """A Pulumi project in `workdir` whose program is Python written by the test.
 
-    def __init__(self, workdir: Path, *, pulumi_home: Path, dsn: str, stack: str = "test") -> None:
+    `virtualenv` is Pulumi.yaml's option as a user writes it, relative to `workdir` or absolute (default:
+    this checkout's .venv); `main` is Pulumi.yaml's `main:` directory, where the program goes."""
+
+    def __init__(self, workdir: Path, *, pulumi_home: Path, dsn: str, stack: str = "test",
+                 virtualenv: Path | str | None = None, main: str | None = None) -> None:
         self.workdir = workdir
+        self.program_dir = workdir / main if main else workdir
         self.dsn = dsn
         self.stack = stack
-        workdir.mkdir(parents=True)
+        virtualenv = virtualenv or REPO / ".venv"
+        venv = workdir / virtualenv
+        workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "state").mkdir()
         bindir = pulumi_bin_dir()
         self.env = {
             **os.environ,
-            "PATH": f"{bindir}{os.pathsep}{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": f"{bindir}{os.pathsep}{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "PULUMI_HOME": str(pulumi_home),
             "PULUMI_BACKEND_URL": f"file://{workdir / 'state'}",
             "PULUMI_CONFIG_PASSPHRASE": "test-passphrase",
@@ -61,12 +68,13 @@ class PulumiStack:
               name: python
               options:
                 toolchain: pip
-                virtualenv: {REPO / '.venv'}
-            """))
+                virtualenv: {virtualenv}
+            """) + (f"main: {main}\n" if main else ""))
         self.created = False
 
     def program(self, source: str) -> None:
-        (self.workdir / "__main__.py").write_text(textwrap.dedent(source))
+        self.program_dir.mkdir(parents=True, exist_ok=True)
+        (self.program_dir / "__main__.py").write_text(textwrap.dedent(source))
 
     def run(self, *args: str, check: bool = True) -> Result:
         flags = ["--stack", self.stack, "--non-interactive"]

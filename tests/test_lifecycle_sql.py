@@ -1,4 +1,5 @@
-"""The lifecycle schema (sql/migrations/00*.sql) against a real TimescaleDB: tables, views, functions.
+"""The lifecycle schema (lifecycle_resources/db/migrations_sql/00*.sql) against a real TimescaleDB: tables,
+views, functions.
 
 Every test builds its own hypertable (~40 days of rows every 10 minutes, 1-day chunks) in the schema of its
 own; policy names include that schema, since the lifecycle schema is shared by the whole session.
@@ -20,7 +21,7 @@ from tests.conftest import sql_run
 
 pytestmark = pytest.mark.integration
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "lifecycle_resources" / "db" / "migrations_sql"
 MIGRATION_FILES = ("001_lifecycle_tables.sql", "002_lifecycle_views.sql", "003_lifecycle_functions.sql")
 
 ROWS = 40 * 24 * 6 + 1  # every 10 minutes over 40 days, both ends included

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import lifecycle_resources
 from lifecycle_resources.db import migrations
 from lifecycle_resources.resources.lifecycle_schema import LifecycleSchemaProvider
 from lifecycle_resources.db.migrations import Migration
@@ -43,6 +44,36 @@ def test_migrations_load_orders_and_checksums(tmp_path: Path) -> None:
     loaded = migrations.load(tmp_path)
     assert [x.name for x in loaded] == ["001_first.sql", "002_second.sql"]
     assert loaded[0].checksum != loaded[1].checksum and len(loaded[0].checksum) == 64
+
+
+def test_migrations_load_orders_by_number_not_name(tmp_path: Path) -> None:
+    for name in ("1000_later.sql", "999_earlier.sql", "010_first.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [x.version for x in migrations.load(tmp_path)] == [10, 999, 1000]
+
+
+def test_migrations_load_refuses_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(migrations.MigrationsMissing, match=r"nowhere does not exist.*reinstall the package"):
+        migrations.load(tmp_path / "nowhere")
+
+
+def test_migrations_load_refuses_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("not a migration")
+    with pytest.raises(migrations.MigrationsMissing, match="holds no NNN_name.sql file"):
+        migrations.load(tmp_path)
+
+
+def test_migrations_load_accepts_a_string_path(tmp_path: Path) -> None:
+    (tmp_path / "001_first.sql").write_text("SELECT 1;")
+    assert [x.name for x in migrations.load(str(tmp_path))] == ["001_first.sql"]
+
+
+def test_migrations_default_set_is_package_data() -> None:
+    """The wheel carries only what is inside the package: the default set must live there."""
+    package = Path(lifecycle_resources.__file__).parent
+    assert Path(str(migrations.DEFAULT_DIR)).is_relative_to(package)
+    shipped = sorted(p.name for p in Path(str(migrations.DEFAULT_DIR)).glob("*.sql"))
+    assert [x.name for x in migrations.load()] == shipped
 
 
 @pytest.mark.parametrize("name", ["1_x.sql", "001-x.sql", "001_X.sql"])

@@ -1,19 +1,26 @@
 """Ordered, versioned SQL migrations of the `lifecycle` schema: loaded from files, planned purely against
-what the database recorded, applied in one transaction, each recorded with its checksum."""
+what the database recorded, applied in one transaction, each recorded with its checksum.
+
+The files ship inside the package (`lifecycle_resources/db/migrations_sql/`), so an installed wheel carries
+them; they are read through importlib.resources, which works for a wheel, an editable install and a zip."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import LifecycleError
+
 SCHEMA = "lifecycle"
 LEDGER = sql.Identifier(SCHEMA, "schema_migrations")
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
+DEFAULT_DIR: Traversable = resources.files(__package__) / "migrations_sql"
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
@@ -30,19 +37,36 @@ class Migration(BaseModel):
         return (self.version, self.name, self.checksum)
 
 
-def load(directory: Path = DEFAULT_DIR) -> list[Migration]:
-    """Every `NNN_name.sql` file of the directory, in version order."""
+class MigrationsMissing(LifecycleError, ValueError):
+    """No migration files where they were looked for: applying "nothing" would silently skip the schema."""
+
+
+def load(directory: Traversable | Path | str = DEFAULT_DIR) -> list[Migration]:
+    """Every `NNN_name.sql` file of the directory, ordered by its number (`999_` before `1000_`)."""
+    where = Path(directory) if isinstance(directory, str) else directory
+    if not where.is_dir():
+        raise MigrationsMissing(f"migrations directory {where} does not exist: the lifecycle schema cannot be "
+                                "migrated from it; reinstall the package (its wheel ships "
+                                "lifecycle_resources/db/migrations_sql/) or pass migrations_dir= a directory of "
+                                "NNN_name.sql files")
     found = []
-    for path in sorted(directory.glob("*.sql")):
+    for path in where.iterdir():
+        if not path.name.endswith(".sql"):
+            continue
         m = _NAME.match(path.name)
         if not m:
-            raise ValueError(f"{path}: migration files are named NNN_lower_case.sql")
+            raise ValueError(f"{where}/{path.name}: migration files are named NNN_lower_case.sql")
         data = path.read_bytes()
         found.append(Migration(version=int(m.group(1)), name=path.name,
                                checksum=hashlib.sha256(data).hexdigest(), sql=data.decode()))
+    if not found:
+        raise MigrationsMissing(f"migrations directory {where} holds no NNN_name.sql file: the lifecycle schema "
+                                "would be declared with no migrations; reinstall the package or pass "
+                                "migrations_dir= a directory of NNN_name.sql files")
+    found.sort(key=lambda m: (m.version, m.name))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise ValueError(f"{directory}: two migrations share a version number: {versions}")
+        raise ValueError(f"{where}: two migrations share a version number: {versions}")
     return found
 
 

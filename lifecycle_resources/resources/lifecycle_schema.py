@@ -105,9 +105,11 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
     last_applied: pulumi.Output[list]
     schema: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, migrations_dir: Path | None = None, drop_on_delete: bool = False,
+    def __init__(self, resource_name: str, *, migrations_dir: Path | str | None = None, drop_on_delete: bool = False,
                  dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        found = migrations.load(migrations_dir or migrations.DEFAULT_DIR)
+        # The package's own migrations unless told otherwise; a missing or empty set is refused here, in the
+        # program, before anything reaches the database.
+        found = migrations.load(migrations.DEFAULT_DIR if migrations_dir is None else migrations_dir)
         props = {
             "migrations": [m.model_dump() for m in found], "drop_on_delete": drop_on_delete,
             "resource_name": resource_name, "dsn": secret_input(dsn),

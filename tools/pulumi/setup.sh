@@ -30,11 +30,11 @@ fi
 
 command -v go >/dev/null 2>&1 || { say "Go is needed to build the Pulumi engine: install Go 1.26 (https://go.dev/dl) or put pulumi >= $MIN_VERSION on PATH"; exit 1; }
 
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/setup.sh" $(find "$here/cmd" -name '*.go' | sort) | sha256sum | cut -c1-12)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/setup.sh" $(find "$here/cmd" -type f | sort) | sha256sum | cut -c1-12)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/timescale-lifecycle/pulumi-$PULUMI_VERSION-$key
 bin=$cache/bin
 if [ -x "$bin/pulumi" ] && [ -x "$bin/pulumi-language-python" ] && [ -x "$bin/pulumi-resource-pulumi-python" ] \
-    && [ -x "$bin/pulumi-language-python-exec" ]; then
+    && [ -x "$bin/pulumi-resource-pulumi-python-sdk" ] && [ -x "$bin/pulumi-language-python-exec" ]; then
     say "using cached pulumi $PULUMI_VERSION in $bin"
     echo "$bin"
     exit 0
@@ -65,7 +65,8 @@ progress() { # counts the packages `go build -v` reports, one line per 25
 [ -x "$tmp/pulumi-language-python" ] || { say "building the Python language host failed"; exit 1; }
 
 sdk=$(cd "$here" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
-install -m 755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$tmp/"
+install -m 755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$tmp/pulumi-resource-pulumi-python-sdk"
+install -m 755 "$here/cmd/pulumi-resource-pulumi-python/pulumi-resource-pulumi-python" "$tmp/"
 install -m 755 "$sdk/python/cmd/pulumi-language-python-exec" "$tmp/"
 rm -rf "$bin"
 mv "$tmp" "$bin"

@@ -4,6 +4,12 @@
 // this project ships its own. It implements the part of the LanguageRuntime protocol that
 // `pulumi preview/up/refresh/destroy` use for a pip + virtualenv project: it runs the program
 // through the SDK's `pulumi-language-python-exec` shim, exactly as Pulumi's host does.
+//
+// What it supports: the pip toolchain with or without a virtualenv, a `main:` directory or file in
+// Pulumi.yaml (the program runs from its program directory), SIGINT and SIGTERM (forwarded to the
+// running program), and Cancel (stops the running program; the host keeps serving). What it does not
+// (other toolchains, a typechecker, attaching a debugger, plugins written in Python) is refused with
+// a message that says so.
 package main
 
 import (
@@ -26,6 +32,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/version"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -41,8 +49,48 @@ type host struct {
 	exec          string
 	mu            sync.Mutex
 	engineAddress string
-	cancel        context.CancelFunc
-	cancelCtx     context.Context
+	running       map[*program]struct{}
+	closing       bool // a signal or a vanished engine: no new program starts
+}
+
+// program is one run of the user's program; stop ends it with the given signal (then a kill after
+// the exec package's WaitDelay).
+type program struct {
+	mu     sync.Mutex
+	signal os.Signal
+	cancel context.CancelFunc
+}
+
+func (p *program) stop(sig os.Signal) {
+	p.mu.Lock()
+	if p.signal == nil {
+		p.signal = sig
+	}
+	p.mu.Unlock()
+	p.cancel()
+}
+
+func (p *program) stopSignal() os.Signal {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.signal == nil {
+		return os.Interrupt
+	}
+	return p.signal
+}
+
+// stopAll stops every running program; closing also refuses programs that have not started yet.
+func (h *host) stopAll(sig os.Signal, closing bool) {
+	h.mu.Lock()
+	h.closing = h.closing || closing
+	running := make([]*program, 0, len(h.running))
+	for p := range h.running {
+		running = append(running, p)
+	}
+	h.mu.Unlock()
+	for _, p := range running {
+		p.stop(sig)
+	}
 }
 
 func main() {
@@ -63,16 +111,25 @@ func main() {
 		fail(fmt.Errorf("missing %s beside the language host: %w", shim, err))
 	}
 
-	h := &host{exec: shim}
-	h.cancelCtx, h.cancel = context.WithCancel(context.Background())
+	h := &host{exec: shim, running: map[*program]struct{}{}}
 	if args := flag.Args(); len(args) > 0 {
 		h.engineAddress = args[0]
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGINT or SIGTERM to the host goes on to the running program as the same signal; the server then
+	// stops gracefully, once the program has ended. A vanished engine stops the program with SIGINT.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan bool)
 	go func() {
-		<-ctx.Done()
+		select {
+		case sig := <-signals:
+			h.stopAll(sig, true)
+		case <-ctx.Done():
+			h.stopAll(os.Interrupt, true)
+		}
+		signal.Stop(signals)
 		stop()
 		close(done)
 	}()
@@ -112,6 +169,10 @@ func python(info *pulumirpc.ProgramInfo) (string, []string, error) {
 	}
 	if tc, ok := opts["toolchain"].(string); ok && tc != "" && tc != "pip" {
 		return "", nil, fmt.Errorf("runtime option toolchain=%q is not supported by this language host; use pip", tc)
+	}
+	if tc, ok := opts["typechecker"].(string); ok && tc != "" {
+		return "", nil, fmt.Errorf("runtime option typechecker=%q is not supported by this language host; "+
+			"remove it from Pulumi.yaml and run %s yourself", tc, tc)
 	}
 	venv, _ := opts["virtualenv"].(string)
 	if venv == "" {
@@ -193,17 +254,71 @@ func (h *host) InstallDependencies(req *pulumirpc.InstallDependenciesRequest,
 	return err
 }
 
+// RunPlugin would run a provider or policy pack written in Python; this host runs programs only.
+func (h *host) RunPlugin(*pulumirpc.RunPluginRequest, pulumirpc.LanguageRuntime_RunPluginServer) error {
+	return status.Error(codes.Unimplemented, "plugins written in Python (a local provider or policy pack) are "+
+		"not supported by this project's language host; install Pulumi's own pulumi-language-python for them")
+}
+
+// Cancel stops the program running now; a later Run starts normally (the engine reuses the host).
 func (h *host) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
-	h.cancel()
+	h.stopAll(os.Interrupt, false)
 	return &emptypb.Empty{}, nil
 }
 
+// start registers a program run; nil when the host is shutting down.
+func (h *host) start(cancel context.CancelFunc) *program {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return nil
+	}
+	p := &program{cancel: cancel}
+	h.running[p] = struct{}{}
+	return p
+}
+
+func (h *host) finish(p *program) {
+	h.mu.Lock()
+	delete(h.running, p)
+	h.mu.Unlock()
+}
+
+// programDirectory is where the program runs: Pulumi.yaml's `main:` directory (or the directory of a
+// `main:` file), else the project root.
+func programDirectory(req *pulumirpc.RunRequest) string {
+	for _, dir := range []string{req.GetInfo().GetProgramDirectory(), req.GetPwd(), req.GetInfo().GetRootDirectory()} {
+		if dir != "" {
+			return dir
+		}
+	}
+	return "."
+}
+
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
+	if req.GetAttachDebugger() {
+		return &pulumirpc.RunResponse{Error: "attaching a debugger (pulumi --attach-debugger) is not supported " +
+			"by this language host; run without it"}, nil
+	}
 	bin, env, err := python(req.GetInfo())
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
-	config, err := json.Marshal(req.GetConfig())
+	dir := programDirectory(req)
+	entry := req.GetInfo().GetEntryPoint()
+	if entry == "" {
+		entry = "."
+	}
+	if _, err := os.Stat(filepath.Join(dir, entry)); err != nil {
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("the program %s (Pulumi.yaml `main:`, relative to %s) "+
+			"cannot be read: %v", entry, dir, err)}, nil
+	}
+	// A stack without config still gets an object: the exec shim iterates over it ("null" crashes it).
+	stackConfig := req.GetConfig()
+	if stackConfig == nil {
+		stackConfig = map[string]string{}
+	}
+	config, err := json.Marshal(stackConfig)
 	if err != nil {
 		return nil, fmt.Errorf("cannot serialise the stack configuration: %w", err)
 	}
@@ -216,17 +331,24 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		return nil, fmt.Errorf("cannot serialise the secret configuration keys: %w", err)
 	}
 
-	runCtx, cancel := context.WithCancel(h.cancelCtx)
+	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	context.AfterFunc(ctx, cancel)
-	cmd := exec.CommandContext(runCtx, bin, append([]string{"-u", h.exec}, h.arguments(req)...)...)
+	running := h.start(cancel)
+	if running == nil {
+		return &pulumirpc.RunResponse{Error: "the language host is shutting down (it received a signal)"}, nil
+	}
+	defer h.finish(running)
+	// The engine ending the request (it gave up or was interrupted) stops the program too.
+	defer context.AfterFunc(ctx, func() { running.stop(os.Interrupt) })()
+	cmd := exec.CommandContext(runCtx, bin, append([]string{"-u", h.exec}, h.arguments(req, dir, entry)...)...)
 	cmd.Cancel = func() error {
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		if err := cmd.Process.Signal(running.stopSignal()); err != nil {
 			return cmd.Process.Kill()
 		}
 		return nil
 	}
 	cmd.WaitDelay = 5 * time.Second
+	cmd.Dir = dir
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	cmd.Env = append(os.Environ(), env...)
@@ -248,7 +370,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	return &pulumirpc.RunResponse{}, nil
 }
 
-func (h *host) arguments(req *pulumirpc.RunRequest) []string {
+func (h *host) arguments(req *pulumirpc.RunRequest, dir, entry string) []string {
 	h.mu.Lock()
 	engine := h.engineAddress
 	h.mu.Unlock()
@@ -263,14 +385,10 @@ func (h *host) arguments(req *pulumirpc.RunRequest) []string {
 	add("project", req.GetProject())
 	add("root_directory", req.GetInfo().GetRootDirectory())
 	add("stack", req.GetStack())
-	add("pwd", req.GetPwd())
+	add("pwd", dir)
 	add("dry_run", strconv.FormatBool(req.GetDryRun()))
 	add("parallel", strconv.Itoa(int(req.GetParallel())))
 	add("organization", req.GetOrganization())
-	entry := req.GetInfo().GetEntryPoint()
-	if entry == "" {
-		entry = "."
-	}
 	args = append(args, entry)
 	return append(args, req.GetArgs()...)
 }
