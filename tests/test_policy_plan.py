@@ -206,3 +206,15 @@ def test_jobs_below_first_user_job_are_never_read_adopted_or_deleted(tsdb_dsn: s
     assert p.read(str(low), outs).id is None  # not ours to read: reads as gone
     p.delete(str(low), outs)
     assert low_job() == before
+
+
+def test_jobs_new_fields_show_no_change_on_states_written_before_them() -> None:
+    from lifecycle_resources import RetentionPolicyProvider
+
+    old_state = {"hypertable": "public.stream_data", "window_value": 30 * DAY, "schedule_interval_value": DAY,
+                 "max_runtime_value": 0, "retry_period_value": H, "max_retries": -1, "scheduled": True,
+                 "duplicate_job_ids": []}
+    news = {**old_state, "paused": False, "fixed_schedule": False, "timezone": None, "initial_start_value": None}
+    p = RetentionPolicyProvider()
+    assert p.diff("1000", old_state, news).changes is False
+    assert p.diff("1000", {**old_state, "paused": False}, {**news, "paused": True}).changes is True

@@ -107,7 +107,7 @@ class PolicyProvider(LifecycleProvider):
         changes = changed_fields(olds, news, ["window_value", "schedule_interval_value", "max_runtime_value",
                                               "retry_period_value", "max_retries", "scheduled",
                                               "paused", "fixed_schedule", "timezone", "initial_start_value",
-                                              "duplicate_job_ids", "dsn"])
+                                              "duplicate_job_ids", "dsn"], same=_recorded_before_job_fields)
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     # -- apply ------------------------------------------------------------------------------------
@@ -214,6 +214,11 @@ class PolicyProvider(LifecycleProvider):
             for job in jobs.read_jobs(conn, self.kind_spec, table):
                 if str(job.job_id) == id_:
                     jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info)
+
+
+def _recorded_before_job_fields(field: str, old: Any, new: Any) -> bool:
+    """States written before paused/fixed_schedule were outputs hold neither: their defaults are no change."""
+    return field in ("paused", "fixed_schedule") and old is None and new is False
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
