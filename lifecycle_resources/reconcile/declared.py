@@ -119,19 +119,18 @@ def display(declared: Window | None, actual: Window) -> str:
 
 def schedule_start(conn: psycopg.Connection, resource: str | None, initial_start: str | None,
                    timezone: str | None) -> datetime | None:
-    """A declared initial_start as the database reads it, and the timezone checked, at preview."""
+    """A declared initial_start as the database reads it, and the timezone checked, at preview (one query)."""
     if initial_start is None and timezone is None:
         return None
-    for field, value, query in (("timezone", timezone, "SELECT now() AT TIME ZONE %s"),
-                                ("initial_start", initial_start, "SELECT %s::timestamptz")):
-        if value is None:
-            continue
-        try:
-            with conn.transaction():
-                row = conn.execute(query, (value,)).fetchone()
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InvalidDatetimeFormat,
-                psycopg.errors.DatetimeFieldOverflow) as exc:
-            raise InputError(resource, field, value, str(exc).splitlines()[0],
-                             "a time zone name such as 'Europe/Paris'" if field == "timezone"
-                             else "a timestamp with time zone such as '2026-01-01 02:00+00'") from None
-    return row[0] if initial_start is not None and row else None
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT now() AT TIME ZONE coalesce(%s, 'UTC'), %s::timestamptz",
+                               (timezone, initial_start)).fetchone()
+    except psycopg.errors.InvalidParameterValue as exc:  # time zone "x" not recognized
+        raise InputError(resource, "timezone", timezone, str(exc).splitlines()[0],
+                         "a time zone name such as 'Europe/Paris' or 'UTC'") from None
+    except (psycopg.errors.InvalidDatetimeFormat, psycopg.errors.DatetimeFieldOverflow) as exc:
+        raise InputError(resource, "initial_start", initial_start, str(exc).splitlines()[0],
+                         "a timestamp with time zone such as '2026-01-01 02:00+00'") from None
+    assert row is not None
+    return row[1]

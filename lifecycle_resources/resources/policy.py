@@ -232,8 +232,8 @@ def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, 
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
     conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, {}::interval, {}, {}, {})")
                  .format(sql.Identifier("lifecycle", kind.register_function), sql.Literal(table.schema),
-                         sql.Literal(table.name), sql.Literal(declared.texts["window"]),
-                         sql.Literal(declared.texts["schedule_interval"]), sql.Literal(reg.get("stack")),
+                         sql.Literal(table.name), sql.Literal(declared.window.text if declared.window else None),
+                         sql.Literal(declared.schedule_interval.text), sql.Literal(reg.get("stack")),
                          sql.Literal(reg.get("environment")), sql.Literal(name)))
     return name
 
