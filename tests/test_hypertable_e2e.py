@@ -104,21 +104,61 @@ def test_hypertable_e2e_bad_input_refused_at_preview(stack: PulumiStack, tsdb_ds
     assert preview.code != 0 and "chunk_interval='one day'" in preview.out, preview
 
 
-def test_hypertable_e2e_time_column_change_needs_opt_in(stack: PulumiStack, tsdb_dsn: str, schema: str) -> None:
+CATALOG = """
+SELECT 'rel', c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
+  FROM pg_class c WHERE c.relnamespace = %(s)s::text::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+UNION ALL SELECT 'column', table_name || '.' || column_name || ':' || data_type || ':' || is_nullable || ':'
+                 || coalesce(column_default, '')
+  FROM information_schema.columns WHERE table_schema = %(s)s::text
+UNION ALL SELECT 'index', indexdef FROM pg_indexes WHERE schemaname = %(s)s::text AND tablename = 'ticks'
+UNION ALL SELECT 'constraint', conname || ':' || pg_get_constraintdef(oid)
+  FROM pg_constraint WHERE conrelid = format('%%I.ticks', %(s)s::text)::regclass
+UNION ALL SELECT 'trigger', tgname || ':' || pg_get_triggerdef(oid)
+  FROM pg_trigger WHERE tgrelid = format('%%I.ticks', %(s)s::text)::regclass AND NOT tgisinternal
+UNION ALL SELECT 'dimension', column_name || ':' || coalesce(time_interval::text, integer_interval::text)
+  FROM timescaledb_information.dimensions WHERE hypertable_schema = %(s)s::text
+UNION ALL SELECT 'compression', coalesce(segmentby, '') || ':' || coalesce(orderby, '')
+  FROM timescaledb_information.hypertable_compression_settings
+ WHERE hypertable = format('%%I.ticks', %(s)s::text)::regclass
+UNION ALL SELECT 'job', job_id || ':' || proc_name || ':' || config::text
+  FROM timescaledb_information.jobs WHERE hypertable_schema = %(s)s::text
+UNION ALL SELECT 'rows', count(*) || ':' || coalesce(sum(hashtext(t::text)::bigint), 0)
+  FROM {table} t
+ORDER BY 1, 2
+"""
+
+
+def catalog_fingerprint(dsn: str, schema: str) -> list[tuple]:
+    """What a time-column change used to lose: keys, indexes, grants, triggers, compression, policies, rows."""
+    return sql_run(dsn, CATALOG.replace("{table}", f'"{schema}".ticks'), {"s": schema})  # type: ignore[arg-type]
+
+
+def test_hypertable_e2e_time_column_change_refused_database_unchanged(stack: PulumiStack, tsdb_dsn: str,
+                                                                      schema: str) -> None:
     make_table(tsdb_dsn, schema)
-    sql_run(tsdb_dsn, f'ALTER TABLE "{schema}".ticks ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()')
+    t = f'"{schema}".ticks'
+    sql_run(tsdb_dsn, f"ALTER TABLE {t} ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()")
+    sql_run(tsdb_dsn, f"ALTER TABLE {t} ADD PRIMARY KEY (symbol, ts)")
+    sql_run(tsdb_dsn, f"CREATE INDEX ON {t} (price)")
+    sql_run(tsdb_dsn, f"GRANT SELECT ON {t} TO PUBLIC")
+    sql_run(tsdb_dsn, f"CREATE FUNCTION \"{schema}\".touch() RETURNS trigger LANGUAGE plpgsql AS "
+                      "'BEGIN RETURN NEW; END'")
+    sql_run(tsdb_dsn, f"CREATE TRIGGER touch BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION \"{schema}\".touch()")
     stack.program(PROGRAM)
     stack.init({"test:table": f"{schema}.ticks", "test:time_column": "ts", "test:chunk_interval": "1 day"})
     stack.up()
-    stack.set("test:time_column", "created_at")
-    refused = stack.preview()
-    assert refused.code != 0 and "allow_time_column_change" in refused.out, refused
+    sql_run(tsdb_dsn, f"ALTER TABLE {t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol')")
+    sql_run(tsdb_dsn, f"SELECT add_retention_policy('{t}'::regclass, interval '90 days')")
+    before = catalog_fingerprint(tsdb_dsn, schema)
+    kinds = [k for k, _ in before]
+    assert kinds.count("index") >= 2 and {"constraint", "trigger", "compression", "job", "rows"} <= set(kinds)
 
-    stack.set("test:allow_time_column_change", "true")
-    accepted = stack.preview()
-    assert accepted.code == 0 and "replace" in accepted.out, accepted
-    stack.up()
-    rows = sql_run(tsdb_dsn, "SELECT column_name FROM timescaledb_information.dimensions "
-                             "WHERE hypertable_schema = %s AND hypertable_name = 'ticks'", (schema,))
-    assert rows == [("created_at",)]
-    assert sql_run(tsdb_dsn, f'SELECT count(*) FROM "{schema}".ticks')[0][0] == 2000
+    stack.set("test:time_column", "created_at")
+    for opt_in in ("false", "true"):  # the old opt-in no longer copies anything
+        stack.set("test:allow_time_column_change", opt_in)
+        preview = stack.preview()
+        assert preview.code != 0, preview
+        assert "time_column='created_at'" in preview.out and "ACCESS EXCLUSIVE" in preview.out, preview
+        up = stack.up(check=False)
+        assert up.code != 0 and "bounded batches" in up.out, up
+        assert catalog_fingerprint(tsdb_dsn, schema) == before

@@ -8,10 +8,10 @@ from lifecycle_resources.errors import InputError
 from lifecycle_resources.reconcile.hypertables import (
     CreateHypertable,
     HypertableState,
-    RecreateOnTimeColumn,
     SetChunkInterval,
     plan,
 )
+from lifecycle_resources.reconcile.intervals import Window
 from lifecycle_resources.identifiers import TableName
 
 DAY = 86_400_000_000
@@ -39,20 +39,30 @@ def test_hypertable_plan_sets_chunk_interval_in_place() -> None:
     assert plan(state(value=2 * DAY), state()) == [SetChunkInterval(T, "timestamptz", 2 * DAY, DAY)]
 
 
-def test_hypertable_plan_refuses_time_column_change_without_opt_in() -> None:
-    with pytest.raises(InputError, match="allow_time_column_change"):
-        plan(state(column="created_at"), state())
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_hypertable_plan_refuses_time_column_change_with_procedure(opt_in: bool) -> None:
+    # allow_time_column_change used to copy rows into CREATE TABLE .. LIKE, losing keys, indexes, grants,
+    # triggers, compression and policies: no flag makes the planner copy any more.
+    with pytest.raises(InputError) as err:
+        plan(state(column="created_at"), state(), resource="ticks")
+    text = str(err.value)
+    assert err.value.field == "time_column" and err.value.value == "created_at" and text.startswith("ticks: ")
+    for step in ("create_hypertable", "bounded batches", "ACCESS EXCLUSIVE", "rename", "pulumi up --refresh"):
+        assert step in text, step
 
 
-def test_hypertable_plan_time_column_change_with_opt_in_copies() -> None:
-    ops = plan(state(column="created_at"), state(), allow_time_column_change=True)
-    assert ops == [RecreateOnTimeColumn(T, "created_at", "ts", "timestamptz", DAY)]
+def test_hypertable_plan_month_chunk_interval_is_thirty_days_as_stored() -> None:
+    # TimescaleDB stores a chunk interval in microseconds, a month as 30 days: '1 month' over a '30 days'
+    # catalog value is no change, and '32 days' is.
+    month = Window.from_output("1 mon").as_chunk_interval()
+    assert plan(state(value=month.micros, text="1 month"), state(value=30 * DAY, text="30 days")) == []
+    assert plan(state(value=Window.from_output("1 mon 2 days").as_chunk_interval().micros),
+                state(value=30 * DAY)) == [SetChunkInterval(T, "timestamptz", 32 * DAY, 30 * DAY)]
 
 
 @pytest.mark.parametrize("op", [
     CreateHypertable(T, "ts", "timestamptz", DAY, True),
     SetChunkInterval(T, "timestamptz", 2 * DAY, DAY),
-    RecreateOnTimeColumn(T, "created_at", "ts", "timestamptz", DAY),
 ])
 def test_hypertable_operations_describe_themselves(op: object) -> None:
     text = op.describe()  # type: ignore[attr-defined]

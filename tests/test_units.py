@@ -39,11 +39,17 @@ def test_scrub_removes_password_from_messages() -> None:
     assert "s3cr3t-pw" not in scrub(text, DSN)
 
 
-def test_validate_dsn() -> None:
-    assert validate_dsn(DSN) is None
-    assert validate_dsn("") is not None
-    assert validate_dsn("host=") is None or True  # libpq accepts empty values; only syntax errors are refused
-    assert validate_dsn("not a dsn = = =") is not None
+@pytest.mark.parametrize("dsn", [DSN, "host=db port=5432 dbname=metrics", "postgresql://app@db/metrics",
+                                 "host="])  # libpq accepts empty values: only malformed strings are refused
+def test_validate_dsn_accepts(dsn: str) -> None:
+    assert validate_dsn(dsn) is None
+
+
+@pytest.mark.parametrize("dsn", ["", "   ", None, 42, "not a dsn = = =", "host='unterminated", "=x", "hots=db"])
+def test_validate_dsn_refuses_without_echoing(dsn: object) -> None:
+    problem = validate_dsn(dsn)
+    assert problem is not None and "PostgreSQL connection string" in problem
+    assert not isinstance(dsn, str) or not dsn.strip() or dsn not in problem
 
 
 @pytest.mark.parametrize("info, fragment", [

@@ -3,12 +3,15 @@ for it, and how its time column reads intervals."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from pydantic import BaseModel, ConfigDict
 
 from . import catalog
+from .intervals import NotAnInterval, Window, parse_many
 from ..errors import InputError
 from ..identifiers import TableName
 
@@ -66,41 +69,68 @@ def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, h
                      "a hypertable: declare a Hypertable resource for it first")
 
 
-def normalise_window(conn: psycopg.Connection, resource: str | None, field: str, value: Any,
-                     target: Target, *, allow_zero: bool = False) -> tuple[int, str]:
-    """An interval (or an integer, for integer time) as (comparable value, display text)."""
-    if target.integer_time:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise InputError(resource, field, value, f"{target.table} has integer time ({target.time_column})",
-                             "an integer in the time column's unit") from None
-        parsed = (number, str(number))
-    else:
-        if isinstance(value, bool) or isinstance(value, int):
-            raise InputError(resource, field, value, "an interval is needed", "e.g. '7 days', '12 hours', 'P1W'")
-        parsed = interval(conn, resource, field, value, allow_zero=allow_zero)
-    if parsed[0] < 0 or (parsed[0] == 0 and not allow_zero):
-        raise InputError(resource, field, value, "must be positive" if not allow_zero else "must not be negative",
-                         "a positive interval" if not allow_zero else "zero or a positive interval")
-    return parsed
+@dataclass(frozen=True)
+class Spec:
+    """One declared interval input: its value, and whether it follows the time column's unit (a policy window
+    or chunk interval on integer time is an integer) and may be zero."""
+
+    value: Any
+    time_unit: bool = False
+    allow_zero: bool = False
 
 
-def interval(conn: psycopg.Connection, resource: str | None, field: str, value: Any,
-             *, allow_zero: bool = False) -> tuple[int, str]:
+def windows(conn: psycopg.Connection, resource: str | None, target: Target, specs: dict[str, Spec]) -> dict[str, Window]:
+    """Every interval input of a resource, parsed by the database in one round trip and checked."""
+    found: dict[str, Window] = {}
+    texts: dict[str, str] = {}
+    for field, spec in specs.items():
+        if spec.time_unit and target.integer_time:
+            try:
+                found[field] = Window.of_integer(int(str(spec.value).strip()))
+            except ValueError:
+                raise InputError(resource, field, spec.value,
+                                 f"{target.table} has integer time ({target.time_column})",
+                                 "an integer in the time column's unit") from None
+        elif isinstance(spec.value, (bool, int)):
+            raise InputError(resource, field, spec.value, "an interval is needed", "e.g. '7 days', '12 hours', 'P1W'")
+        else:
+            texts[field] = str(spec.value)
     try:
-        parsed = catalog.parse_interval(conn, str(value))
-    except ValueError as exc:
-        raise InputError(resource, field, value, f"not an interval ({exc})",
-                         "an interval such as '7 days', '12 hours', '1 week', 'P7D'") from None
-    if parsed.micros < 0 or (parsed.micros == 0 and not allow_zero):
-        raise InputError(resource, field, value, "must be positive" if not allow_zero else "must not be negative",
-                         "a positive interval" if not allow_zero else "zero or a positive interval")
-    return parsed.micros, str(value)
+        found.update(zip(texts, parse_many(conn, list(texts.values()))))
+    except NotAnInterval as exc:
+        field = list(texts)[exc.index]
+        raise InputError(resource, field, specs[field].value, f"not an interval ({exc})",
+                         "an interval such as '7 days', '12 hours', '1 week', '1 month', 'P7D'") from None
+    for field, window in found.items():
+        allow_zero = specs[field].allow_zero
+        if window.months < 0 or window.micros < 0 or (window.span == 0 and not allow_zero):
+            raise InputError(resource, field, specs[field].value,
+                             "must not be negative" if allow_zero else "must be positive",
+                             "zero or a positive interval" if allow_zero else "a positive interval")
+    return {field: found[field] for field in specs}
 
 
-def display(declared_text: str | None, declared_value: Any, actual_value: Any, actual_text: str) -> str:
+def display(declared: Window | None, actual: Window) -> str:
     """Keep the user's spelling while the database agrees with it; show the database's when it does not."""
-    if declared_text is not None and declared_value == actual_value:
-        return declared_text
-    return actual_text
+    if declared is not None and declared == actual and declared.text:
+        return declared.text
+    return actual.text
+
+
+def schedule_start(conn: psycopg.Connection, resource: str | None, initial_start: str | None,
+                   timezone: str | None) -> datetime | None:
+    """A declared initial_start as the database reads it, and the timezone checked, at preview (one query)."""
+    if initial_start is None and timezone is None:
+        return None
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT now() AT TIME ZONE coalesce(%s, 'UTC'), %s::timestamptz",
+                               (timezone, initial_start)).fetchone()
+    except psycopg.errors.InvalidParameterValue as exc:  # time zone "x" not recognized
+        raise InputError(resource, "timezone", timezone, str(exc).splitlines()[0],
+                         "a time zone name such as 'Europe/Paris' or 'UTC'") from None
+    except (psycopg.errors.InvalidDatetimeFormat, psycopg.errors.DatetimeFieldOverflow) as exc:
+        raise InputError(resource, "initial_start", initial_start, str(exc).splitlines()[0],
+                         "a timestamp with time zone such as '2026-01-01 02:00+00'") from None
+    assert row is not None
+    return row[1]

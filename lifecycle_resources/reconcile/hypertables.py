@@ -11,6 +11,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from . import catalog
+from .intervals import Window
 from ..errors import InputError
 from ..identifiers import TableName
 
@@ -24,7 +25,7 @@ class HypertableState(BaseModel):
     time_column: str
     column_type: str
     chunk_interval: str
-    chunk_interval_value: int  # microseconds for time columns, the integer itself for integer columns
+    chunk_interval_value: int  # as TimescaleDB stores it: microseconds (a month = 30 days), or the integer
 
     @classmethod
     def from_snapshot(cls, snap: catalog.TableSnapshot) -> "HypertableState | None":
@@ -62,38 +63,37 @@ class SetChunkInterval:
         return f"set chunk interval of {self.table}: {self.existing_value} -> {self.interval_value} (new chunks only)"
 
 
-@dataclass(frozen=True)
-class RecreateOnTimeColumn:
-    table: TableName
-    time_column: str
-    existing_time_column: str
-    column_type: str
-    interval_value: int
-
-    def describe(self) -> str:
-        return (f"copy {self.table} into a new hypertable on {self.time_column} "
-                f"(was {self.existing_time_column})")
+Operation = CreateHypertable | SetChunkInterval
 
 
-Operation = CreateHypertable | SetChunkInterval | RecreateOnTimeColumn
+def time_column_refusal(resource: str | None, table: TableName, current: str, wanted: str) -> InputError:
+    """A hypertable's time column cannot change in place; a copy would lose its keys, indexes, grants, triggers,
+    compression settings, policies and the rows written meanwhile. Say how to do it by hand instead."""
+    t = table.qualified
+    return InputError(
+        resource, "time_column", wanted,
+        f"{t} is a hypertable on {current!r}; TimescaleDB cannot change a hypertable's time column and this "
+        "resource never copies a table (allow_time_column_change no longer copies). To move it by hand: "
+        f"(1) create {t}_new with the same definition (pg_dump --schema-only -t {t}, renamed: columns, primary "
+        f"key and indexes, constraints, grants, triggers); (2) make it a hypertable on {wanted!r} "
+        "(create_hypertable) and set the same compression settings; (3) copy the rows in bounded batches by "
+        f"time range (INSERT INTO {t}_new SELECT * FROM {t} WHERE {current} >= .. AND {current} < ..), one "
+        f"transaction per batch; (4) in one short transaction, LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE, copy "
+        f"the rows written since the last batch, rename {t} to {t}_old and {t}_new to {table.name}; "
+        f"(5) declare time_column={wanted!r} here and run `pulumi up --refresh` (it adopts the new hypertable "
+        f"and adds its policies); drop {t}_old once checked",
+        f"the current column {current!r}")
 
 
 def plan(declared: HypertableState, actual: HypertableState | None, *, migrate_data: bool = True,
-         allow_time_column_change: bool = False) -> list[Operation]:
-    """Pure: the operations that turn `actual` into `declared`."""
+         resource: str | None = None) -> list[Operation]:
+    """Pure: the operations that turn `actual` into `declared`; a time column change is refused."""
     table = TableName.parse(declared.table)
     if actual is None:
         return [CreateHypertable(table, declared.time_column, declared.column_type,
                                  declared.chunk_interval_value, migrate_data)]
     if actual.time_column != declared.time_column:
-        if not allow_time_column_change:
-            raise InputError(
-                None, "time_column", declared.time_column,
-                f"{table} is a hypertable on {actual.time_column!r}; changing its time column copies every row "
-                "into a new hypertable",
-                "the current column, or allow_time_column_change=True to opt in to the copy")
-        return [RecreateOnTimeColumn(table, declared.time_column, actual.time_column, declared.column_type,
-                                     declared.chunk_interval_value)]
+        raise time_column_refusal(resource, table, actual.time_column, declared.time_column)
     if actual.chunk_interval_value != declared.chunk_interval_value:
         return [SetChunkInterval(table, declared.column_type, declared.chunk_interval_value,
                                  actual.chunk_interval_value)]
@@ -105,9 +105,7 @@ def plan(declared: HypertableState, actual: HypertableState | None, *, migrate_d
 
 
 def _interval_param(column_type: str, value: int) -> sql.Composable:
-    if column_type in catalog.INTEGER_TYPES:
-        return sql.SQL("{}::bigint").format(sql.Literal(value))
-    return sql.SQL("make_interval(secs => {}::double precision / 1000000)").format(sql.Literal(value))
+    return Window(0, value, integer=column_type in catalog.INTEGER_TYPES).sql()
 
 
 def _regclass(table: TableName) -> sql.Composable:
@@ -131,19 +129,3 @@ def _(op: CreateHypertable, conn: psycopg.Connection, info: catalog.ServerInfo) 
 def _(op: SetChunkInterval, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     conn.execute(sql.SQL("SELECT {}({}, {})").format(
         info.fn("set_chunk_time_interval"), _regclass(op.table), _interval_param(op.column_type, op.interval_value)))
-
-
-@execute.register
-def _(op: RecreateOnTimeColumn, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
-    copy = TableName(op.table.schema, f"{op.table.name}__lifecycle_copy")
-    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-        copy.ident, op.table.ident))
-    execute(CreateHypertable(copy, op.time_column, op.column_type, op.interval_value, True), conn, info)
-    conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(copy.ident, op.table.ident))
-    counts = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
-        copy.ident, op.table.ident)).fetchone()
-    assert counts is not None
-    if counts[0] != counts[1]:
-        raise RuntimeError(f"copy of {op.table} holds {counts[0]} rows, the original {counts[1]}: rolled back")
-    conn.execute(sql.SQL("DROP TABLE {}").format(op.table.ident))
-    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(copy.ident, sql.Identifier(op.table.name)))

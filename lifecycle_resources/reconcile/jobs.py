@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -12,6 +13,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from . import catalog
+from .intervals import Window
 from ..identifiers import TableName
 
 # Jobs below this id belong to TimescaleDB itself (job 3 retains job history): never ours to touch.
@@ -43,42 +45,47 @@ KINDS = {k.proc_name: k for k in (COMPRESSION, RETENTION)}
 
 
 class JobState(BaseModel):
-    """A policy job, normalised: intervals in microseconds (integers as themselves for integer time)."""
+    """A policy job, normalised: every interval a Window (an integer window for integer time)."""
 
     model_config = ConfigDict(frozen=True)
 
     hypertable: str
-    window: int | None            # compress_after / drop_after; None when the job uses another key
-    schedule_interval: int
-    max_runtime: int
+    window: Window | None          # compress_after / drop_after; None when the job uses another key
+    schedule_interval: Window
+    max_runtime: Window
     max_retries: int
-    retry_period: int
+    retry_period: Window
     scheduled: bool
+    paused: bool = False           # next_start = 'infinity': scheduled, yet never run
+    fixed_schedule: bool = False   # what add_*_policy gives without initial_start
+    timezone: str | None = None    # declared None: whatever the job has (alter_job cannot clear it)
+    initial_start: datetime | None = None  # likewise
     job_id: int | None = None
     config: dict[str, Any] | None = None
-    texts: dict[str, str] = {}    # how PostgreSQL prints each interval, for display
-
-    def compared(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in COMPARED}
 
 
-COMPARED = ("window", "schedule_interval", "max_runtime", "max_retries", "retry_period", "scheduled")
+COMPARED = ("window", "schedule_interval", "max_runtime", "max_retries", "retry_period", "scheduled", "paused",
+            "fixed_schedule", "timezone", "initial_start")
 INTERVAL_FIELDS = ("schedule_interval", "max_runtime", "retry_period")
+UNSET_MEANS_ANY = ("timezone", "initial_start")
+
+
+def differences(declared: JobState, actual: JobState) -> list[str]:
+    """The compared fields where the job differs from the declaration, in a fixed order."""
+    return [k for k in COMPARED if getattr(declared, k) != getattr(actual, k)
+            and not (k in UNSET_MEANS_ANY and getattr(declared, k) is None)]
 
 
 _READ = """
-SELECT j.job_id, j.config,
+SELECT j.job_id, j.config, jsonb_typeof(j.config -> %(key)s),
        CASE jsonb_typeof(j.config -> %(key)s)
-            WHEN 'number' THEN (j.config ->> %(key)s)::bigint
-            WHEN 'string' THEN (extract(epoch FROM (j.config ->> %(key)s)::interval) * 1000000)::bigint
+            WHEN 'number' THEN j.config ->> %(key)s
+            WHEN 'string' THEN (j.config ->> %(key)s)::interval::text
        END,
-       j.config ->> %(key)s,
-       (extract(epoch FROM j.schedule_interval) * 1000000)::bigint, j.schedule_interval::text,
-       (extract(epoch FROM j.max_runtime) * 1000000)::bigint, j.max_runtime::text,
-       j.max_retries,
-       (extract(epoch FROM j.retry_period) * 1000000)::bigint, j.retry_period::text,
-       j.scheduled
+       j.schedule_interval::text, j.max_runtime::text, j.max_retries, j.retry_period::text, j.scheduled,
+       coalesce(j.next_start = 'infinity'::timestamptz, false), j.fixed_schedule, b.timezone, j.initial_start
   FROM timescaledb_information.jobs j
+  LEFT JOIN _timescaledb_config.bgw_job b ON b.id = j.job_id
  WHERE j.proc_name = %(proc)s AND j.hypertable_schema = %(schema)s AND j.hypertable_name = %(name)s
    AND j.job_id >= %(first)s
  ORDER BY j.job_id
@@ -90,10 +97,12 @@ def read_jobs(conn: psycopg.Connection, kind: PolicyKind, table: TableName) -> l
     rows = conn.execute(_READ, {"key": kind.window_key, "proc": kind.proc_name, "schema": table.schema,
                                 "name": table.name, "first": FIRST_USER_JOB}).fetchall()
     return [
-        JobState(hypertable=table.qualified, job_id=r[0], config=r[1], window=r[2], schedule_interval=r[4],
-                 max_runtime=r[6], max_retries=r[8], retry_period=r[9], scheduled=r[11],
-                 texts={"window": r[3] or "", "schedule_interval": r[5], "max_runtime": r[7],
-                        "retry_period": r[10]})
+        JobState(hypertable=table.qualified, job_id=r[0], config=r[1],
+                 window=(Window.of_integer(int(r[3])) if r[2] == "number"
+                         else Window.from_output(r[3]) if r[2] == "string" else None),
+                 schedule_interval=Window.from_output(r[4]), max_runtime=Window.from_output(r[5]),
+                 max_retries=r[6], retry_period=Window.from_output(r[7]), scheduled=r[8], paused=r[9],
+                 fixed_schedule=bool(r[10]), timezone=r[11], initial_start=r[12])
         for r in rows
     ]
 
@@ -107,10 +116,11 @@ class AddJob:
     kind: PolicyKind
     table: TableName
     declared: JobState
-    window_text: str
 
     def describe(self) -> str:
-        return f"add {self.kind.resource} on {self.table} ({self.kind.window_key} {self.window_text})"
+        window = self.declared.window.text if self.declared.window else "?"
+        paused = ", paused" if self.declared.paused else ""
+        return f"add {self.kind.resource} on {self.table} ({self.kind.window_key} {window}{paused})"
 
 
 @dataclass(frozen=True)
@@ -118,11 +128,10 @@ class AlterJob:
     kind: PolicyKind
     job_id: int
     declared: JobState
-    window_text: str
     existing: JobState
 
     def describe(self) -> str:
-        changed = [k for k in COMPARED if getattr(self.declared, k) != getattr(self.existing, k)]
+        changed = differences(self.declared, self.existing)
         return f"alter job {self.job_id} ({self.kind.resource}): {', '.join(changed)}"
 
 
@@ -151,16 +160,18 @@ class Registered:
 JobOperation = AddJob | AlterJob | DeleteJob
 
 
-def plan(kind: PolicyKind, declared: JobState, window_text: str, actual: list[JobState]) -> list[JobOperation]:
-    """Pure. Create when absent; converge the oldest job in place; remove duplicates added by hand."""
+def plan(kind: PolicyKind, declared: JobState, actual: list[JobState]) -> list[JobOperation]:
+    """Pure. Create when absent; converge the oldest job in place; remove duplicates added by hand.
+
+    Only jobs read by read_jobs (ids from FIRST_USER_JOB on) ever reach it."""
     table = TableName.parse(declared.hypertable)
     if not actual:
-        return [AddJob(kind, table, declared, window_text)]
+        return [AddJob(kind, table, declared)]
     keep, *extra = actual
     ops: list[JobOperation] = []
-    if keep.compared() != declared.compared():
+    if differences(declared, keep):
         assert keep.job_id is not None
-        ops.append(AlterJob(kind, keep.job_id, declared, window_text, keep))
+        ops.append(AlterJob(kind, keep.job_id, declared, keep))
     ops.extend(DeleteJob(kind, e.job_id, table) for e in extra if e.job_id is not None)
     return ops
 
@@ -169,57 +180,64 @@ def plan(kind: PolicyKind, declared: JobState, window_text: str, actual: list[Jo
 # Executor
 
 
-def _window(declared: JobState, window_text: str, integer: bool) -> sql.Composable:
-    if integer:
-        return sql.SQL("{}::bigint").format(sql.Literal(declared.window))
-    return sql.SQL("{}::interval").format(sql.Literal(window_text))
+def _value(window: Window) -> sql.Composable:
+    """The user's spelling when known (the catalog then shows '1 day', not '24:00:00'), else the exact value."""
+    if window.text and not window.integer:
+        return sql.SQL("{}::interval").format(sql.Literal(window.text))
+    return window.sql()
 
 
-def _interval(state: JobState, field: str) -> sql.Composable:
-    """The declared spelling when known (the catalog then shows '1 day', not '24:00:00'), else the value."""
-    text = state.texts.get(field)
-    if text:
-        return sql.SQL("{}::interval").format(sql.Literal(text))
-    return sql.SQL("make_interval(secs => {}::double precision / 1000000)").format(
-        sql.Literal(getattr(state, field)))
+def _next_start(declared: JobState, existing: JobState | None) -> sql.Composable:
+    """Pause by moving next_start to infinity; resume now. NULL leaves the schedule as it is."""
+    if declared.paused and (existing is None or not existing.paused):
+        return sql.SQL("'infinity'::timestamptz")
+    if not declared.paused and existing is not None and existing.paused:
+        return sql.SQL("now()")
+    return sql.SQL("NULL::timestamptz")
 
 
 def _alter(conn: psycopg.Connection, info: catalog.ServerInfo, kind: PolicyKind, job_id: int,
-           declared: JobState, window_text: str, integer: bool) -> None:
-    window_json = (sql.SQL("to_jsonb({})").format(sql.Literal(declared.window)) if integer
-                   else sql.SQL("to_jsonb({}::interval::text)").format(sql.Literal(window_text)))
+           declared: JobState, existing: JobState | None) -> None:
+    assert declared.window is not None
+    window_json = (sql.SQL("to_jsonb({})").format(sql.Literal(declared.window.micros)) if declared.window.integer
+                   else sql.SQL("to_jsonb(({})::text)").format(_value(declared.window)))
     drop_keys = sql.SQL(" - ").join(sql.Literal(k) for k in kind.other_window_keys)
     conn.execute(sql.SQL(
         "SELECT {alter_job}({job}, schedule_interval => {si}, max_runtime => {mr}, max_retries => {retries}, "
         "retry_period => {rp}, scheduled => {scheduled}, "
-        "config => (j.config - {drop}) || jsonb_build_object({key}, {window})) "
+        "config => (j.config - {drop}) || jsonb_build_object({key}, {window}), "
+        "fixed_schedule => {fixed}, initial_start => {initial}::timestamptz, timezone => {tz}::text, "
+        "next_start => {next}) "
         "FROM timescaledb_information.jobs j WHERE j.job_id = {job}").format(
-        alter_job=info.fn("alter_job"), job=sql.Literal(job_id), si=_interval(declared, "schedule_interval"),
-        mr=_interval(declared, "max_runtime"), retries=sql.Literal(declared.max_retries),
-        rp=_interval(declared, "retry_period"), scheduled=sql.Literal(declared.scheduled), drop=drop_keys,
-        key=sql.Literal(kind.window_key), window=window_json))
+        alter_job=info.fn("alter_job"), job=sql.Literal(job_id), si=_value(declared.schedule_interval),
+        mr=_value(declared.max_runtime), retries=sql.Literal(declared.max_retries),
+        rp=_value(declared.retry_period), scheduled=sql.Literal(declared.scheduled), drop=drop_keys,
+        key=sql.Literal(kind.window_key), window=window_json, fixed=sql.Literal(declared.fixed_schedule),
+        initial=sql.Literal(declared.initial_start), tz=sql.Literal(declared.timezone),
+        next=_next_start(declared, existing)))
 
 
 @functools.singledispatch
-def execute(op: Any, conn: psycopg.Connection, info: catalog.ServerInfo, integer: bool) -> None:
+def execute(op: Any, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     raise TypeError(f"no executor for {op!r}")
 
 
 @execute.register
-def _(op: AddJob, conn: psycopg.Connection, info: catalog.ServerInfo, integer: bool) -> None:
+def _(op: AddJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    assert op.declared.window is not None
     row = conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, "
                                "schedule_interval => {})").format(
         info.fn(op.kind.add_function), sql.Literal(op.table.schema), sql.Literal(op.table.name),
-        _window(op.declared, op.window_text, integer), _interval(op.declared, "schedule_interval"))).fetchone()
+        _value(op.declared.window), _value(op.declared.schedule_interval))).fetchone()
     assert row is not None
-    _alter(conn, info, op.kind, int(row[0]), op.declared, op.window_text, integer)
+    _alter(conn, info, op.kind, int(row[0]), op.declared, None)
 
 
 @execute.register
-def _(op: AlterJob, conn: psycopg.Connection, info: catalog.ServerInfo, integer: bool) -> None:
-    _alter(conn, info, op.kind, op.job_id, op.declared, op.window_text, integer)
+def _(op: AlterJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    _alter(conn, info, op.kind, op.job_id, op.declared, op.existing)
 
 
 @execute.register
-def _(op: DeleteJob, conn: psycopg.Connection, info: catalog.ServerInfo, integer: bool) -> None:
+def _(op: DeleteJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job_id)))

@@ -15,6 +15,7 @@ import pulumi
 from ..errors import InputError
 from ..reconcile import jobs
 from ..reconcile.declared import Target
+from ..reconcile.intervals import Window
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 
@@ -23,7 +24,7 @@ class CompressionPolicyProvider(PolicyProvider):
     kind_spec = jobs.COMPRESSION
     peer_key = "drop_after"
 
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
         if not target.compression_enabled and not args.peers.compression_settings:
             raise InputError(args.resource_name, "hypertable", args.hypertable,
                              "compression is not enabled on this hypertable",
@@ -41,9 +42,13 @@ class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPol
     def __init__(self, resource_name: str, hypertable: Any, compress_after: pulumi.Input[str | int], *,
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
+                 paused: bool | None = None, fixed_schedule: bool | None = None, timezone: str | None = None,
+                 initial_start: str | None = None,
                  dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, compress_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
-                       "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
+                       "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled,
+                       "paused": paused, "fixed_schedule": fixed_schedule, "timezone": timezone,
+                       "initial_start": initial_start},
                       dsn, opts, config_source)

@@ -16,8 +16,8 @@ from . import registry
 from ..errors import InputError
 from ..identifiers import TableName
 from ..reconcile import catalog
-from ..reconcile.declared import Target, normalise_window
-from ..reconcile.hypertables import HypertableState, execute, plan
+from ..reconcile.declared import Spec, Target, windows
+from ..reconcile.hypertables import HypertableState, execute, plan, time_column_refusal
 from ..reconcile.locks import lock_table
 from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 from .registry import depends_on_peers, peers_of
@@ -35,7 +35,7 @@ class HypertableArgs(BaseModel):
     time_column: str = Field(min_length=1)
     chunk_interval: str | int
     migrate_data: bool = True
-    allow_time_column_change: bool = False
+    allow_time_column_change: bool = False  # accepted for old programs; a time column change is always refused
     resource_name: str | None = None
 
     @field_validator("table")
@@ -68,18 +68,16 @@ class HypertableProvider(LifecycleProvider):
                              "a timestamptz, timestamp, date, smallint, integer or bigint column")
         target = Target(table=table, time_column=column.name, column_type=column.type_name,
                         compression_enabled=None)
-        value, text = normalise_window(conn, name, "chunk_interval", args.chunk_interval, target)
+        chunk = windows(conn, name, target, {"chunk_interval": Spec(args.chunk_interval, time_unit=True)})
+        stored = chunk["chunk_interval"].as_chunk_interval()
         return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
-                               chunk_interval=text, chunk_interval_value=value)
+                               chunk_interval=stored.text, chunk_interval_value=stored.micros)
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = HypertableArgs.model_validate(news)
-        if olds.get("time_column") and olds.get("table") == args.table \
-                and olds["time_column"] != args.time_column and not args.allow_time_column_change:
-            raise InputError(args.resource_name, "time_column", args.time_column,
-                             f"{args.table} is a hypertable on {olds['time_column']!r}; changing its time column "
-                             "copies every row into a new hypertable",
-                             "the current column, or allow_time_column_change=True to opt in to the copy")
+        if olds.get("time_column") and olds.get("table") == args.table and olds["time_column"] != args.time_column:
+            raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
+                                      args.time_column)
         with self.session(news) as (conn, _info):
             snap = catalog.table_snapshot(conn, TableName.parse(args.table))
             promised = (news.get("peers") or {}).get("promised")
@@ -90,10 +88,10 @@ class HypertableProvider(LifecycleProvider):
                     columns=(catalog.Column(name=promised["time_column"], type_name=promised["column_type"],
                                             type_text=promised["column_type"]),))
             declared = self._declared(conn, args, snap)
-            if snap is not None and olds.get("table") != args.table:
-                # About to be created or adopted: refuse now what create() would refuse.
+            if snap is not None:
+                # Refuse now what create() or update() would refuse (a hypertable on another time column).
                 plan(declared, HypertableState.from_snapshot(snap), migrate_data=args.migrate_data,
-                     allow_time_column_change=args.allow_time_column_change)
+                     resource=args.resource_name)
         return {"table": declared.table, "chunk_interval_value": declared.chunk_interval_value,
                 "column_type": declared.column_type}
 
@@ -111,12 +109,7 @@ class HypertableProvider(LifecycleProvider):
             declared = self._declared(conn, args, snap)
             assert snap is not None
             actual = HypertableState.from_snapshot(snap)
-            try:
-                ops = plan(declared, actual, migrate_data=args.migrate_data,
-                           allow_time_column_change=args.allow_time_column_change)
-            except InputError as exc:
-                exc.resource = args.resource_name
-                raise
+            ops = plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name)
             for op in ops:
                 execute(op, conn, info)
             after = catalog.table_snapshot(conn, table)
@@ -176,7 +169,7 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
     """An existing table managed as a TimescaleDB hypertable.
 
     Changes in place: chunk_interval (set_chunk_time_interval; only new chunks use it).
-    Replaces: table; time_column only with allow_time_column_change=True (copies every row).
+    Replaces: table. A time_column change is refused at preview with the manual procedure (never copied).
     Delete: releases management; the table and its data stay.
     """
 

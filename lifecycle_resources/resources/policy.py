@@ -3,6 +3,7 @@ converged in place with alter_job, adopted when it already exists, deleted on de
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import psycopg
@@ -15,7 +16,8 @@ from . import registry
 from ..errors import InputError
 from ..identifiers import TableName
 from ..reconcile import jobs
-from ..reconcile.declared import Peers, Target, display, interval, normalise_window, resolve_target
+from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
+from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
 from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
 from .registry import depends_on_peers, peers_of, target_of
@@ -32,6 +34,10 @@ class PolicyArgs(BaseModel):
     max_retries: int = Field(default=-1, ge=-1)
     retry_period: str = "1 hour"
     scheduled: bool = True
+    paused: bool = False                 # next_start => 'infinity' while True
+    fixed_schedule: bool | None = None   # None: as add_*_policy gives (fixed only with an initial_start)
+    timezone: str | None = None          # None: not managed (alter_job cannot clear it)
+    initial_start: str | None = None     # None: not managed
     resource_name: str | None = None
     peers: Peers = Field(default_factory=Peers)
 
@@ -54,31 +60,29 @@ class PolicyProvider(LifecycleProvider):
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState]:
         name = args.resource_name
         target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
-        window, window_text = normalise_window(conn, name, self.window_key, args.window, target)
-        si, si_text = interval(conn, name, "schedule_interval", args.schedule_interval)
-        mr, mr_text = interval(conn, name, "max_runtime", args.max_runtime, allow_zero=True)
-        rp, rp_text = interval(conn, name, "retry_period", args.retry_period)
-        self._check_peers(conn, args, target, window)
+        w = windows(conn, name, target, {
+            self.window_key: Spec(args.window, time_unit=True), "schedule_interval": Spec(args.schedule_interval),
+            "max_runtime": Spec(args.max_runtime, allow_zero=True), "retry_period": Spec(args.retry_period)})
+        initial_start = schedule_start(conn, name, args.initial_start, args.timezone)
+        self._check_peers(conn, args, target, w[self.window_key])
         return target, jobs.JobState(
-            hypertable=target.table.qualified, window=window, schedule_interval=si, max_runtime=mr,
-            max_retries=args.max_retries, retry_period=rp, scheduled=args.scheduled,
-            texts={"window": window_text, "schedule_interval": si_text, "max_runtime": mr_text,
-                   "retry_period": rp_text})
+            hypertable=target.table.qualified, window=w[self.window_key], schedule_interval=w["schedule_interval"],
+            max_runtime=w["max_runtime"], max_retries=args.max_retries, retry_period=w["retry_period"],
+            scheduled=args.scheduled, paused=args.paused, timezone=args.timezone, initial_start=initial_start,
+            fixed_schedule=(initial_start is not None) if args.fixed_schedule is None else args.fixed_schedule)
 
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: int) -> None:
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
         """The windows of the table's compression and retention policies, declared together, must agree."""
         peer = getattr(args.peers, self.peer_key)
         if peer is None:
             return
         try:
-            peer_value, peer_text = normalise_window(conn, args.resource_name, self.peer_key, peer, target)
+            theirs = windows(conn, args.resource_name, target, {self.peer_key: Spec(peer, time_unit=True)})
         except InputError:
             return  # the sibling policy's own check reports its bad value
-        mine = (window, str(args.window))
-        (drop, drop_text), (compress, compress_text) = (
-            (mine, (peer_value, peer_text)) if self.window_key == "drop_after" else ((peer_value, peer_text), mine))
-        conflict = window_conflict(args.resource_name, self.window_key, args.window, drop, compress,
-                                   drop_text, compress_text)
+        drop, compress = ((window, theirs[self.peer_key]) if self.window_key == "drop_after"
+                          else (theirs[self.peer_key], window))
+        conflict = window_conflict(args.resource_name, self.window_key, args.window, drop, compress)
         if conflict:
             raise conflict
 
@@ -91,15 +95,19 @@ class PolicyProvider(LifecycleProvider):
 
     @staticmethod
     def _values(state: jobs.JobState) -> dict[str, Any]:
-        return {"window_value": state.window, "schedule_interval_value": state.schedule_interval,
-                "max_runtime_value": state.max_runtime, "retry_period_value": state.retry_period,
-                "max_retries": state.max_retries, "scheduled": state.scheduled}
+        return {"window_value": state.window.key if state.window else None,
+                "schedule_interval_value": state.schedule_interval.key, "max_runtime_value": state.max_runtime.key,
+                "retry_period_value": state.retry_period.key, "max_retries": state.max_retries,
+                "scheduled": state.scheduled, "paused": state.paused, "fixed_schedule": state.fixed_schedule,
+                "timezone": state.timezone,
+                "initial_start_value": state.initial_start.isoformat() if state.initial_start else None}
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["hypertable"])
         changes = changed_fields(olds, news, ["window_value", "schedule_interval_value", "max_runtime_value",
                                               "retry_period_value", "max_retries", "scheduled",
-                                              "duplicate_job_ids", "dsn"])
+                                              "paused", "fixed_schedule", "timezone", "initial_start_value",
+                                              "duplicate_job_ids", "dsn"], same=_recorded_before_job_fields)
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     # -- apply ------------------------------------------------------------------------------------
@@ -109,9 +117,9 @@ class PolicyProvider(LifecycleProvider):
             target, declared = self._declared(conn, args)
             lock_table(conn, target.table)
             actual = jobs.read_jobs(conn, self.kind_spec, target.table)
-            ops = jobs.plan(self.kind_spec, declared, declared.texts["window"], actual)
+            ops = jobs.plan(self.kind_spec, declared, actual)
             for op in ops:
-                jobs.execute(op, conn, info, target.integer_time)
+                jobs.execute(op, conn, info)
             registered = register(conn, self.kind_spec, target.table, declared, props)
             if registered:
                 ops.append(jobs.Registered(self.kind_spec, target.table, registered))
@@ -121,21 +129,25 @@ class PolicyProvider(LifecycleProvider):
 
     @staticmethod
     def _presented(actual: jobs.JobState, declared: jobs.JobState | None) -> jobs.JobState:
-        texts = {}
+        update: dict[str, Any] = {}
         for field in ("window", *jobs.INTERVAL_FIELDS):
-            texts[field] = display(declared.texts.get(field) if declared else None,
-                                   getattr(declared, field) if declared else None,
-                                   getattr(actual, field), actual.texts.get(field, ""))
-        return actual.model_copy(update={"texts": texts})
+            shown = getattr(actual, field)
+            if shown is not None:
+                update[field] = replace(shown, text=display(getattr(declared, field) if declared else None, shown))
+        for field in jobs.UNSET_MEANS_ANY:
+            if declared is None or getattr(declared, field) is None:
+                update[field] = None  # not managed: shown only when declared
+        return actual.model_copy(update=update)
 
     def _outs(self, props: dict[str, Any], state: jobs.JobState, adopted: bool, duplicates: list[int],
               operations: list[str] | None = None) -> dict[str, Any]:
         outs = {
             "hypertable": state.hypertable,
-            self.window_key: state.texts["window"],
-            "schedule_interval": state.texts["schedule_interval"],
-            "max_runtime": state.texts["max_runtime"],
-            "retry_period": state.texts["retry_period"],
+            self.window_key: state.window.text if state.window else "",
+            "schedule_interval": state.schedule_interval.text,
+            "max_runtime": state.max_runtime.text,
+            "retry_period": state.retry_period.text,
+            "initial_start": props.get("initial_start") if state.initial_start else None,
             **self._values(state),
             "job_id": state.job_id,
             "config": state.config,
@@ -173,7 +185,8 @@ class PolicyProvider(LifecycleProvider):
         inputs = {k: outs[k] for k in ("hypertable", self.window_key, "schedule_interval", "max_runtime",
                                        "retry_period", "window_value", "schedule_interval_value",
                                        "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
-                                       "duplicate_job_ids", "resource_name", "peers", "config_source",
+                                       "paused", "fixed_schedule", "timezone", "initial_start",
+                                       "initial_start_value", "duplicate_job_ids", "resource_name", "peers", "config_source",
                                        "registration")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
@@ -182,13 +195,13 @@ class PolicyProvider(LifecycleProvider):
     def _recorded(self, props: dict[str, Any]) -> jobs.JobState | None:
         """The declared state as recorded in the previous outputs (for keeping the user's spellings)."""
         try:
+            recorded = {f: Window.from_key(props[f"{f}_value"], props[f]) for f in jobs.INTERVAL_FIELDS}
+            window = props["window_value"]
             return jobs.JobState(
-                hypertable=props["hypertable"], window=props["window_value"],
-                schedule_interval=props["schedule_interval_value"], max_runtime=props["max_runtime_value"],
-                max_retries=props["max_retries"], retry_period=props["retry_period_value"],
-                scheduled=props["scheduled"],
-                texts={"window": props[self.window_key], "schedule_interval": props["schedule_interval"],
-                       "max_runtime": props["max_runtime"], "retry_period": props["retry_period"]})
+                hypertable=props["hypertable"], max_retries=props["max_retries"], scheduled=props["scheduled"],
+                window=None if window is None else Window.from_key(window, props[self.window_key]),
+                paused=bool(props.get("paused")), fixed_schedule=bool(props.get("fixed_schedule")),
+                timezone=props.get("timezone"), initial_start=props.get("initial_start_value"), **recorded)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -200,7 +213,12 @@ class PolicyProvider(LifecycleProvider):
             unregister(conn, props.get("resource_name"))
             for job in jobs.read_jobs(conn, self.kind_spec, table):
                 if str(job.job_id) == id_:
-                    jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info, False)
+                    jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info)
+
+
+def _recorded_before_job_fields(field: str, old: Any, new: Any) -> bool:
+    """States written before paused/fixed_schedule were outputs hold neither: their defaults are no change."""
+    return field in ("paused", "fixed_schedule") and old is None and new is False
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
@@ -214,8 +232,8 @@ def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, 
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
     conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, {}::interval, {}, {}, {})")
                  .format(sql.Identifier("lifecycle", kind.register_function), sql.Literal(table.schema),
-                         sql.Literal(table.name), sql.Literal(declared.texts["window"]),
-                         sql.Literal(declared.texts["schedule_interval"]), sql.Literal(reg.get("stack")),
+                         sql.Literal(table.name), sql.Literal(declared.window.text if declared.window else None),
+                         sql.Literal(declared.schedule_interval.text), sql.Literal(reg.get("stack")),
                          sql.Literal(reg.get("environment")), sql.Literal(name)))
     return name
 
@@ -233,12 +251,12 @@ def unregister(conn: psycopg.Connection, name: str | None) -> None:
             ORDER BY registered_at DESC LIMIT 1""", (name,))
 
 
-def window_conflict(resource: str | None, field: str, value: Any, drop_after: int, compress_after: int,
-                    drop_text: str, compress_text: str) -> InputError | None:
-    if drop_after <= compress_after:
+def window_conflict(resource: str | None, field: str, value: Any, drop_after: Window,
+                    compress_after: Window) -> InputError | None:
+    if drop_after.span <= compress_after.span:
         return InputError(
             resource, field, value,
-            f"drop_after ({drop_text}) is not longer than compress_after ({compress_text}) on the same "
+            f"drop_after ({drop_after}) is not longer than compress_after ({compress_after}) on the same "
             "hypertable: chunks would be compressed only to be dropped",
             "drop_after longer than compress_after")
     return None
@@ -258,6 +276,8 @@ class PolicyResource(Resource):
     max_retries: pulumi.Output[int]
     retry_period: pulumi.Output[str]
     scheduled: pulumi.Output[bool]
+    paused: pulumi.Output[bool]
+    fixed_schedule: pulumi.Output[bool]
     job_id: pulumi.Output[int]
     config: pulumi.Output[dict]
     adopted: pulumi.Output[bool]
@@ -274,7 +294,7 @@ class PolicyResource(Resource):
             "hypertable": table, self.window_key: window, **schedule, "resource_name": resource_name,
             "peers": peers, "dsn": secret_input(dsn),
             "window_value": None, "schedule_interval_value": None, "max_runtime_value": None,
-            "retry_period_value": None, "job_id": None, "config": None, "adopted": None,
+            "retry_period_value": None, "initial_start_value": None, "job_id": None, "config": None, "adopted": None,
             "duplicate_job_ids": None, "last_operations": None, "config_source": config_source,
             "registration": {"stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
                              "environment": pulumi.get_stack()},
