@@ -32,9 +32,9 @@ class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"
     def __init__(self, resource_name: str, hypertable: Any, drop_after: pulumi.Input[str | int], *,
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
-                 dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 adopt: bool = False, dsn: pulumi.Input[str] | None = None,
+                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, drop_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled},
-                      dsn, opts, config_source)
+                      dsn, opts, config_source, adopt)
