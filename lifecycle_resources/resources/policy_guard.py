@@ -61,9 +61,10 @@ _JOBS = """
 SELECT j.job_id, j.proc_schema, j.proc_name, j.hypertable_schema, j.hypertable_name, j.config ->> 'hypertable',
        ca.hypertable_schema, ca.hypertable_name, format('%%s.%%s', ca.view_schema, ca.view_name)
   FROM timescaledb_information.jobs j
-  LEFT JOIN timescaledb_information.continuous_aggregates ca
-    ON ca.materialization_hypertable_schema = j.hypertable_schema
-   AND ca.materialization_hypertable_name = j.hypertable_name
+  LEFT JOIN timescaledb_information.continuous_aggregates ca  -- the jobs view names the aggregate's view
+    ON (j.hypertable_schema, j.hypertable_name) IN ((ca.view_schema, ca.view_name),
+                                                    (ca.materialization_hypertable_schema,
+                                                     ca.materialization_hypertable_name))
  WHERE j.job_id >= %s
  ORDER BY j.job_id
 """
