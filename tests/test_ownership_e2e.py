@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import sql_run
 from tests.stack import PulumiStack
+from tests.test_policy_e2e import make_table
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +31,6 @@ CompressionSettings("ticks-compression" + suffix, ht, segment_by=["symbol"], opt
 rp = RetentionPolicy("ticks-retention" + suffix, ht, drop_after="30 days", opts=opts("ticks-retention"), **extra)
 pulumi.export("retention_job", rp.job_id)
 """
-
-
-def make_table(dsn: str, schema: str) -> None:
-    sql_run(dsn, f'CREATE TABLE "{schema}".ticks (ts timestamptz NOT NULL, symbol text NOT NULL, '
-                 "price double precision)")
-    sql_run(dsn, f'INSERT INTO "{schema}".ticks SELECT now() - g * interval \'1 hour\', \'S\' || (g % 3), g '
-                 "FROM generate_series(1, 200) g")
 
 
 def retention_jobs(dsn: str, schema: str) -> list[int]:

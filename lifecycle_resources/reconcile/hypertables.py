@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -64,6 +64,8 @@ class SetChunkInterval:
 
 @dataclass(frozen=True)
 class RecreateOnTimeColumn:
+    destructive: ClassVar[bool] = True  # shown as DESTRUCTIVE at preview
+
     table: TableName
     time_column: str
     existing_time_column: str
