@@ -61,7 +61,8 @@ def secret_input(dsn: Any) -> Any:
     return pulumi.Output.secret(dsn) if dsn is not None else None
 
 
-def resource_options(opts: pulumi.ResourceOptions | None, *, depends_on: list[pulumi.Resource] | None = None,
+def resource_options(opts: pulumi.ResourceOptions | None, *,
+                     depends_on: pulumi.Input[list[pulumi.Resource]] | None = None,
                      delete_before_replace: bool = False) -> pulumi.ResourceOptions:
     """The options every lifecycle resource adds to the user's: its dsn output stays secret."""
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
