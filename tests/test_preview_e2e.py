@@ -70,5 +70,7 @@ def test_preview_e2e_compression_left_enabled_is_shown(stack: PulumiStack, tsdb_
     said = f"{schema}.ticks keeps compression enabled: 1 chunks are compressed"
     assert said in stack.outputs()["settings_on_delete"]
     stack.set("test:no_settings", "true")
+    before = stack.preview("--refresh")
+    assert "CompressionSettings: (delete)" in before.out and said in before.out, before
     removal = stack.up()
     assert f"warning: CompressionSettings ticks-compression: {said}" in removal.out, removal

@@ -55,8 +55,10 @@ class CompressionSettingsProvider(LifecycleProvider):
             claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),
                                    bool(actual and actual.enabled), news)
         ops = described([*filter(None, [claim]), *plan_settings(declared, actual)])
+        # An input too, so the preview of a delete (which prints the last inputs) says what it will leave.
         return {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
-                "order_by_normalised": list(declared.order_by or ()), "planned_operations": ops}
+                "order_by_normalised": list(declared.order_by or ()), "planned_operations": ops,
+                "on_delete": left_enabled(actual) if actual else None}
 
     def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["hypertable"])
@@ -122,8 +124,8 @@ class CompressionSettingsProvider(LifecycleProvider):
             outs["segment_by"] = list(state.segment_by or ())
             outs["order_by"] = list(state.order_by or ())
         inputs = {k: outs[k] for k in ("hypertable", "segment_by", "order_by", "segment_by_normalised",
-                                       "order_by_normalised", "enabled", "adopt", "resource_name", "peers",
-                                       "config_source", "owner")}
+                                       "order_by_normalised", "enabled", "adopt", "on_delete", "resource_name",
+                                       "peers", "config_source", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
