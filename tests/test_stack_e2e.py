@@ -60,6 +60,9 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         assert preview.code == 0, preview
         assert "LifecycleSchema: (create)" in preview.out
         assert "001_lifecycle_tables.sql" in preview.out  # the migrations it would apply
+        assert "add RetentionPolicy on public.stream_data (drop_after 30 days)" in preview.out, preview
+        for internal in ("config_source", "peers", "registration", "resource_name", "_value", "__lifecycle"):
+            assert internal not in preview.out, (internal, preview)
         stack.up()
 
         with psycopg.connect(fresh_dsn, autocommit=True) as conn:
