@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lifecycle_resources.errors import InputError
+from lifecycle_resources.resources.base import unfold
 from lifecycle_resources.resources.hypertable import HypertableProvider
 from tests.conftest import sql_run
 from tests.test_hypertable_e2e import catalog_fingerprint
@@ -42,7 +43,7 @@ def test_hypertable_check_accepts_and_normalises(tsdb_dsn: str, schema: str) -> 
     table = make_table(tsdb_dsn, schema)
     result = provider(tsdb_dsn).check({}, inputs(table, chunk_interval="P1D"))
     assert result.failures == []
-    assert result.inputs["chunk_interval_value"] == 86_400_000_000
+    assert unfold(result.inputs)["chunk_interval_value"] == 86_400_000_000
     assert result.inputs["column_type"] == "timestamptz"
 
 
@@ -126,7 +127,7 @@ def test_hypertable_read_reports_drift_and_gone(tsdb_dsn: str, schema: str) -> N
     assert same.id == table and same.inputs["chunk_interval"] == "1 day"
     sql_run(tsdb_dsn, "SELECT set_chunk_time_interval(%s::regclass, interval '3 days')", (f'"{schema}".ticks',))
     drifted = p.read(table, outs)
-    assert drifted.outs["chunk_interval_value"] == 3 * 86_400_000_000
+    assert unfold(drifted.outs)["chunk_interval_value"] == 3 * 86_400_000_000
     assert p.diff(table, drifted.outs, p.check(outs, inputs(table)).inputs).changes is True
     sql_run(tsdb_dsn, f'DROP TABLE "{schema}".ticks')
     assert p.read(table, outs).id is None
@@ -160,7 +161,7 @@ def test_hypertable_integer_time_column(tsdb_dsn: str, schema: str) -> None:
     good = p.check({}, inputs(table, time_column="seq", chunk_interval=100))
     assert good.failures == []
     outs = p.create(good.inputs).outs
-    assert outs["chunk_interval_value"] == 100 and outs["column_type"] == "int8"
+    assert unfold(outs)["chunk_interval_value"] == 100 and outs["column_type"] == "int8"
 
 
 def test_hypertable_delete_keeps_table_and_rows(tsdb_dsn: str, schema: str) -> None:

@@ -12,6 +12,7 @@ from lifecycle_resources import (
     CompressionSettingsProvider,
     RetentionPolicyProvider,
 )
+from lifecycle_resources.resources.base import unfold
 from lifecycle_resources.resources.policy_guard import PolicyGuardProvider
 from tests.conftest import sql_run
 
@@ -68,7 +69,7 @@ def test_compression_settings_create_read_update_delete(tsdb_dsn: str, schema: s
     # The same ordering spelled otherwise is no change.
     same = checked(p, outs, {**news, "order_by": ["price desc nulls first", "ts DESC"]})
     assert p.diff(table, outs, same).changes is False
-    assert p.read(table, outs).inputs["order_by_normalised"] == outs["order_by_normalised"]
+    assert unfold(p.read(table, outs).inputs)["order_by_normalised"] == unfold(outs)["order_by_normalised"]
     # Change in place.
     changed = checked(p, outs, {**news, "segment_by": [], "order_by": ["volume"]})
     assert p.diff(table, outs, changed).changes is True and p.diff(table, outs, changed).replaces == []
@@ -86,8 +87,9 @@ def test_compression_settings_change_with_compressed_chunks_says_so(tsdb_dsn: st
     outs = p.create(checked(p, {}, news)).outs
     sql_run(tsdb_dsn, f"SELECT compress_chunk(c) FROM show_chunks('\"{schema}\".ticks') c LIMIT 2")
     changed = checked(p, outs, {**news, "segment_by": []})
-    assert "chunks compressed from now on" in changed["applies_to"]
-    assert "2 chunks already compressed" in changed["applies_to"]
+    said = " ".join(changed["planned_operations"])
+    assert "applies to chunks compressed from now on; the 2 chunks already compressed keep" in said
+    assert "segment_by [symbol] -> []" in said
     outs = p.update(table, outs, changed).outs
     assert settings_of(tsdb_dsn, schema)[0] == ""
     # Delete cannot disable compression while chunks are compressed: it leaves it, and the data, alone.
@@ -218,7 +220,9 @@ def test_policy_guard_reports_and_removes_hand_added_policy(tsdb_dsn: str, schem
     hand = sql_run(tsdb_dsn, "SELECT add_retention_policy(%s::regclass, interval '90 days')",
                    (f'"{schema}".ticks',))[0][0]
     read = g.read(created.id, created.outs)
-    assert read.outs["policies"] == {table: ["RetentionPolicy"]}
+    assert read.outs["policies"] == {table: ["policy_retention"]}
+    assert g.check({}, news).inputs["planned_operations"] == [
+        f"DESTRUCTIVE: delete job {hand} (RetentionPolicy on {table}, declared by no resource)"]
     assert g.diff(created.id, read.outs, news).changes is True
     updated = g.update(created.id, read.outs, news)
     assert updated.outs["removed_job_ids"] == [hand]

@@ -60,6 +60,9 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         assert preview.code == 0, preview
         assert "LifecycleSchema: (create)" in preview.out
         assert "001_lifecycle_tables.sql" in preview.out  # the migrations it would apply
+        assert "add RetentionPolicy on public.stream_data (drop_after 30 days)" in preview.out, preview
+        for internal in ("config_source", "peers", "registration", "resource_name", "_value", "__lifecycle"):
+            assert internal not in preview.out, (internal, preview)
         stack.up()
 
         with psycopg.connect(fresh_dsn, autocommit=True) as conn:
@@ -113,14 +116,17 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
     finally:
         stack.cleanup()
 
-    # The same program with prod's config: only values differ, so the preview is updates in place.
+    # The same program with prod's config on the dev stack's database: every object there is the dev stack's,
+    # so the preview refuses, naming the owner, and changes nothing.
     prod_config = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
     prod = PulumiStack(tmp_path / "prod", pulumi_home=pulumi_home, dsn=fresh_dsn, stack="prod")
     try:
         project(prod, prod_config)
         preview = prod.preview()
-        assert preview.code == 0, preview
-        assert "stream_data-retention" in preview.out and "90 days" in preview.out, preview
+        assert preview.code != 0, preview
+        assert "of stack lifecycle-test/dev" in preview.out and "adopt=True" in preview.out, preview
+        assert sql_run(fresh_dsn, "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+                                  "WHERE job_id = %s", (before["stream_data-retention"],)) == [("40 days",)]
     finally:
         prod.cleanup()
 

@@ -4,6 +4,7 @@ the normaliser of declared segment-by / order-by lists, and the statement that a
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import psycopg
@@ -178,3 +179,44 @@ def apply_settings(conn: psycopg.Connection, table: TableName, state: Compressio
     conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
                          "timescaledb.compress_orderby = {})").format(
         table.ident, sql.Literal(segment), sql.Literal(order)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations: what applying the declared settings does, in one line each.
+
+
+def _listed(items: tuple[str, ...] | None) -> str:
+    return "[" + ", ".join(items or ()) + "]"
+
+
+@dataclass(frozen=True)
+class SetCompression:
+    table: TableName
+    declared: CompressionState
+    existing: CompressionState | None
+
+    def describe(self) -> str:
+        want = f"segment_by {_listed(self.declared.segment_by)}, order_by {_listed(self.declared.order_by)}"
+        old = self.existing
+        if old is None or not old.enabled:
+            return f"enable compression on {self.table} ({want})"
+        changes = [f"{field} {_listed(getattr(old, field))} -> {_listed(getattr(self.declared, field))}"
+                   for field in ("segment_by", "order_by") if getattr(old, field) != getattr(self.declared, field)]
+        note = (f" (applies to chunks compressed from now on; the {old.compressed_chunks} chunks already "
+                "compressed keep their current settings until recompressed)" if old.compressed_chunks else "")
+        return f"set compression settings of {self.table}: {', '.join(changes)}{note}"
+
+
+def plan_settings(declared: CompressionState, actual: CompressionState | None) -> list[SetCompression]:
+    """Pure: nothing when the table already compresses as declared."""
+    if actual is not None and actual.compared() == declared.compared():
+        return []
+    return [SetCompression(TableName.parse(declared.hypertable), declared, actual)]
+
+
+def left_enabled(state: CompressionState) -> str | None:
+    """What deleting the settings cannot undo, said before it happens."""
+    if not state.enabled or not state.compressed_chunks:
+        return None
+    return (f"{state.hypertable} keeps compression enabled: {state.compressed_chunks} chunks are compressed and "
+            "TimescaleDB cannot disable compression while they are; their data is left as it is")

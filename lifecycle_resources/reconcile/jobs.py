@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -137,6 +137,8 @@ class AlterJob:
 
 @dataclass(frozen=True)
 class DeleteJob:
+    destructive: ClassVar[bool] = True  # shown as DESTRUCTIVE at preview
+
     kind: PolicyKind
     job_id: int
     table: TableName

@@ -11,13 +11,50 @@ from typing import Any, ClassVar
 
 import psycopg
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, ResourceProvider
+from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
+                            ResourceProvider, UpdateResult)
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
 from ..db.connection import CONFIG_KEY, DSN_ENV, connect, scrub, validate_dsn
 from ..errors import Deferred, InputError, LifecycleError
-from ..reconcile import catalog
+from ..reconcile import catalog, ownership
+
+
+# Inputs and outputs the engine needs but a person reading `pulumi preview --diff` does not: kept under one key
+# beginning with "__", which the engine's display skips (IsInternalPropertyKey) and still sends to the provider.
+INTERNAL = "__lifecycle"
+INTERNAL_KEYS = frozenset({"resource_name", "peers", "config_source", "registration", "owner"})
+DESTRUCTIVE = "DESTRUCTIVE: "
+
+
+def internals(kind: str, resource_name: str, **extra: Any) -> dict[str, Any]:
+    """The bookkeeping inputs every lifecycle resource sends: its name and its owner identity."""
+    return {"resource_name": resource_name,
+            "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(), "resource_type": kind,
+                      "resource_name": resource_name}, **extra}
+
+
+def unfold(props: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One flat dict of user fields and internals, as the provider code reads them."""
+    props = dict(props or {})
+    inner = props.pop(INTERNAL, None)
+    if isinstance(inner, Mapping):
+        props.update(inner)
+    return props
+
+
+def later(compute: Callable[[], Any]) -> pulumi.Output[Any]:
+    """A value computed when the engine serialises the inputs, after the program body has declared everything:
+    what a resource sees of its siblings then does not depend on the order they were declared in."""
+    async def value() -> Any:
+        return compute()
+    return pulumi.Output.from_input(value())
+
+
+def described(ops: list[Any]) -> list[str]:
+    """Operations in the executor's own words; destructive ones flagged."""
+    return [(DESTRUCTIVE if getattr(op, "destructive", False) else "") + op.describe() for op in ops]
 
 
 def secret_input(dsn: Any) -> Any:
@@ -25,7 +62,8 @@ def secret_input(dsn: Any) -> Any:
     return pulumi.Output.secret(dsn) if dsn is not None else None
 
 
-def resource_options(opts: pulumi.ResourceOptions | None, *, depends_on: list[pulumi.Resource] | None = None,
+def resource_options(opts: pulumi.ResourceOptions | None, *,
+                     depends_on: pulumi.Input[list[pulumi.Resource]] | None = None,
                      delete_before_replace: bool = False) -> pulumi.ResourceOptions:
     """The options every lifecycle resource adds to the user's: its dsn output stays secret."""
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
@@ -73,8 +111,54 @@ class LifecycleProvider(ResourceProvider, ABC):
     serialize_as_secret_always = False
     kind: ClassVar[str] = "resource"
 
+    internal_keys: ClassVar[frozenset[str]] = INTERNAL_KEYS
+
     def __init__(self) -> None:
         self._config_dsn: str | None = None
+
+    # -- the engine-facing methods: internals folded under INTERNAL on the wire, flat in the code ----------
+    def fold(self, props: dict[str, Any] | None) -> dict[str, Any] | None:
+        if props is None:
+            return None
+        flat = unfold(props)
+        inner = {k: flat.pop(k) for k in list(flat) if k in self.internal_keys or k.endswith("_value")}
+        return {**flat, INTERNAL: inner} if inner else flat
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = self.do_check(unfold(olds), unfold(news))
+        return CheckResult(self.fold(result.inputs), result.failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return self.do_diff(id_, unfold(olds), unfold(news))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        result = self.do_create(unfold(props))
+        return CreateResult(result.id, self.fold(result.outs))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self.fold(self.do_update(id_, unfold(olds), unfold(news)).outs))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        result = self.do_read(id_, unfold(props))
+        return ReadResult(result.id, self.fold(result.outs), self.fold(result.inputs))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        self.do_delete(id_, unfold(props))
+
+    @abstractmethod
+    def do_diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult: ...
+
+    @abstractmethod
+    def do_create(self, props: dict[str, Any]) -> CreateResult: ...
+
+    @abstractmethod
+    def do_update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult: ...
+
+    @abstractmethod
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult: ...
+
+    @abstractmethod
+    def do_delete(self, id_: str, props: dict[str, Any]) -> None: ...
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle a configured connection string into the state.
@@ -86,6 +170,24 @@ class LifecycleProvider(ResourceProvider, ABC):
     def configure(self, req: ConfigureRequest) -> None:
         value = req.config.get(CONFIG_KEY)
         self._config_dsn = unwrap_secret(value) if value else None
+
+    # -- ownership --------------------------------------------------------------------------------------
+    @staticmethod
+    def claim_for(conn: psycopg.Connection, obj: ownership.ManagedObject, what: str, exists: bool,
+                  props: Mapping[str, Any]) -> ownership.Claim | None:
+        """Adoption or takeover this resource makes of `obj`; refuses another stack's object without adopt."""
+        return ownership.decide(obj, what, exists, ownership.read_owner(conn, obj),
+                                ownership.Owner.from_props(dict(props)), bool(props.get("adopt")),
+                                props.get("resource_name"))
+
+    @staticmethod
+    def record_owner(conn: psycopg.Connection, obj: ownership.ManagedObject, props: Mapping[str, Any]) -> None:
+        ownership.claim(conn, obj, ownership.Owner.from_props(dict(props)))
+
+    @staticmethod
+    def let_go(conn: psycopg.Connection, obj: ownership.ManagedObject, props: Mapping[str, Any]) -> bool:
+        """Before a delete acts: False (act on nothing) when another resource owns the object now."""
+        return ownership.release(conn, obj, ownership.Owner.from_props(dict(props))) is None
 
     # -- connection -------------------------------------------------------------------------------
     def dsn_for(self, props: Mapping[str, Any]) -> str:
@@ -115,7 +217,7 @@ class LifecycleProvider(ResourceProvider, ABC):
         return f"{self.kind} {name}: " if name else f"{self.kind}: "
 
     # -- check ------------------------------------------------------------------------------------
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def do_check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = dict(news)
         dsn_problem = validate_dsn(unwrap_secret(news.get("dsn"))) if news.get("dsn") is not None else None
         if dsn_problem and not is_unknown(news.get("dsn")):

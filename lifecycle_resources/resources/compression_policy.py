@@ -43,12 +43,11 @@ class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPol
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
                  paused: bool | None = None, fixed_schedule: bool | None = None, timezone: str | None = None,
-                 initial_start: str | None = None,
-                 dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 initial_start: str | None = None, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
+                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, compress_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled,
                        "paused": paused, "fixed_schedule": fixed_schedule, "timezone": timezone,
                        "initial_start": initial_start},
-                      dsn, opts, config_source)
+                      dsn, opts, config_source, adopt)

@@ -8,7 +8,6 @@ enabled (TimescaleDB cannot disable it while compressed chunks exist) and the da
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import psycopg
@@ -20,14 +19,26 @@ from . import registry
 from ..errors import Deferred
 from ..identifiers import TableName
 from ..reconcile import catalog
-from ..reconcile.compression import CompressionSettingsArgs, CompressionState, apply_settings, declared_state, read_settings
+from ..reconcile.compression import (CompressionSettingsArgs, CompressionState, apply_settings, declared_state,
+                                     left_enabled, plan_settings, read_settings)
 from ..reconcile.declared import Target, resolve_target
 from ..reconcile.locks import lock_table
-from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from ..reconcile.ownership import ManagedObject
+from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
+                   resource_options, secret, secret_input)
+
+
+def _object(table: str) -> ManagedObject:
+    return ManagedObject("compression_settings", TableName.parse(table).qualified)
+
+
+def _what(table: str) -> str:
+    return f"compression settings of {TableName.parse(table).qualified}"
 
 
 class CompressionSettingsProvider(LifecycleProvider):
     kind = "CompressionSettings"
+    internal_keys = INTERNAL_KEYS | {"segment_by_normalised", "order_by_normalised"}
 
     def _declared(self, conn: psycopg.Connection, args: CompressionSettingsArgs) -> tuple[Target, CompressionState]:
         target = resolve_target(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
@@ -41,32 +52,37 @@ class CompressionSettingsProvider(LifecycleProvider):
         with self.session(news) as (conn, info):
             target, declared = self._declared(conn, args)
             actual = read_settings(conn, info, target.table)
-        out: dict[str, Any] = {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
-                               "order_by_normalised": list(declared.order_by or ()), "applies_to": None}
-        if actual is not None and actual.enabled and actual.compressed_chunks and \
-                (actual.segment_by, actual.order_by) != (declared.segment_by, declared.order_by):
-            out["applies_to"] = (f"chunks compressed from now on; the {actual.compressed_chunks} chunks already "
-                                 "compressed keep their current settings until recompressed")
-        return out
+            claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),
+                                   bool(actual and actual.enabled), news)
+        ops = described([*filter(None, [claim]), *plan_settings(declared, actual)])
+        # An input too, so the preview of a delete (which prints the last inputs) says what it will leave.
+        return {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
+                "order_by_normalised": list(declared.order_by or ()), "planned_operations": ops,
+                "on_delete": left_enabled(actual) if actual else None}
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["hypertable"])
-        changes = changed_fields(olds, news, ["segment_by_normalised", "order_by_normalised", "dsn"])
+        changes = changed_fields(olds, news, ["segment_by_normalised", "order_by_normalised", "dsn", "owner"])
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
-    def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool]:
+    def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool, list[str]]:
         args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
         with self.session(props) as (conn, info), conn.transaction():
             target, declared = self._declared(conn, args)
             lock_table(conn, target.table)
             actual = read_settings(conn, info, target.table)
-            if actual is None or actual.compared() != declared.compared():
-                apply_settings(conn, target.table, declared)
+            obj = _object(target.table.qualified)
+            claim = self.claim_for(conn, obj, _what(target.table.qualified), bool(actual and actual.enabled), props)
+            ops = plan_settings(declared, actual)
+            for op in ops:
+                apply_settings(conn, op.table, op.declared)
+            self.record_owner(conn, obj, props)
             after = read_settings(conn, info, target.table)
         assert after is not None
-        return after, bool(actual and actual.enabled)
+        return after, bool(actual and actual.enabled), described([*filter(None, [claim]), *ops])
 
-    def _outs(self, props: dict[str, Any], state: CompressionState, adopted: bool) -> dict[str, Any]:
+    def _outs(self, props: dict[str, Any], state: CompressionState, adopted: bool,
+              operations: list[str] | None = None) -> dict[str, Any]:
         return {
             "hypertable": state.hypertable,
             "segment_by": props.get("segment_by") or [],
@@ -75,21 +91,26 @@ class CompressionSettingsProvider(LifecycleProvider):
             "order_by_normalised": list(state.order_by or ()) if state.order_by is not None else None,
             "enabled": state.enabled,
             "adopted": adopted,
+            "adopt": bool(props.get("adopt")),
+            "on_delete": left_enabled(state),
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
             "config_source": props.get("config_source"),
+            "owner": props.get("owner"),
+            "planned_operations": props.get("planned_operations") or [],
+            "last_operations": operations if operations is not None else props.get("last_operations") or [],
             "dsn": secret(props.get("dsn")),
         }
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        state, adopted = self._apply(props)
-        return CreateResult(state.hypertable, self._outs(props, state, adopted))
+    def do_create(self, props: dict[str, Any]) -> CreateResult:
+        state, adopted, ops = self._apply(props)
+        return CreateResult(state.hypertable, self._outs(props, state, adopted, ops))
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        state, _ = self._apply(news)
-        return UpdateResult(self._outs(news, state, bool(olds.get("adopted"))))
+    def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        state, _, ops = self._apply(news)
+        return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         table = TableName.parse(props.get("hypertable") or id_)
         with self.session(props) as (conn, info):
             state = read_settings(conn, info, table)
@@ -103,23 +124,25 @@ class CompressionSettingsProvider(LifecycleProvider):
             outs["segment_by"] = list(state.segment_by or ())
             outs["order_by"] = list(state.order_by or ())
         inputs = {k: outs[k] for k in ("hypertable", "segment_by", "order_by", "segment_by_normalised",
-                                       "order_by_normalised", "enabled", "resource_name", "peers",
-                                       "config_source")}
+                                       "order_by_normalised", "enabled", "adopt", "on_delete", "resource_name",
+                                       "peers", "config_source", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def do_delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Disables compression unless another resource owns the settings now, or chunks are compressed."""
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
+            if not self.let_go(conn, _object(table.qualified), props):
+                return
             state = read_settings(conn, info, table)
             if state is None or not state.enabled:
                 return
-            if state.compressed_chunks:
-                print(f"CompressionSettings {props.get('resource_name')}: {table} keeps compression enabled: "
-                      f"{state.compressed_chunks} chunks are compressed and TimescaleDB cannot disable compression "
-                      "while they are; their data is left as it is", file=sys.stderr)
+            kept = left_enabled(state)
+            if kept:
+                pulumi.log.warn(f"CompressionSettings {props.get('resource_name')}: {kept}")
                 return
             conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress = false)").format(table.ident))
 
@@ -130,27 +153,26 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
     hypertable: pulumi.Output[str]
     segment_by: pulumi.Output[list]
     order_by: pulumi.Output[list]
-    segment_by_normalised: pulumi.Output[list]
-    order_by_normalised: pulumi.Output[list]
     enabled: pulumi.Output[bool]
     adopted: pulumi.Output[bool]
+    on_delete: pulumi.Output[str]
+    planned_operations: pulumi.Output[list]
+    last_operations: pulumi.Output[list]
 
     def __init__(self, resource_name: str, hypertable: Any, segment_by: list[str] | None = None,
-                 order_by: list[str] | None = None, *, dsn: pulumi.Input[str] | None = None,
+                 order_by: list[str] | None = None, *, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
                  config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         table = registry.target_of(hypertable)
-        peers = registry.peers_of(table)
         registry.declare_policy(self.__class__.__name__, resource_name, table, True)
-        deps = registry.depends_on_peers(table, "Hypertable")
-        if isinstance(hypertable, pulumi.Resource):
-            deps.append(hypertable)
         props = {
             "hypertable": table, "segment_by": list(segment_by or []), "order_by": list(order_by or []),
-            "resource_name": resource_name, "peers": peers,
-            "dsn": secret_input(dsn),
-            "segment_by_normalised": None, "order_by_normalised": None, "enabled": None, "adopted": None,
-            "applies_to": None, "config_source": config_source,
+            "adopt": adopt, "dsn": secret_input(dsn), "enabled": None, "adopted": None, "on_delete": None,
+            "planned_operations": None, "last_operations": None,
+            INTERNAL: internals(self.__class__.__name__, resource_name,
+                                peers=later(lambda: registry.peers_of(table)), config_source=config_source),
         }
+        deps = later(lambda: registry.depends_on_peers(table, "Hypertable") + (
+            [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
         opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(CompressionSettingsProvider(), resource_name, props, opts)
         registry.attach(self.__class__.__name__, table, self)

@@ -18,8 +18,10 @@ from ..identifiers import TableName
 from ..reconcile import catalog
 from ..reconcile.declared import Spec, Target, windows
 from ..reconcile.hypertables import HypertableState, execute, plan, time_column_refusal
+from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
-from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
+                   secret, secret_input)
 from .registry import depends_on_peers, peers_of
 
 # --------------------------------------------------------------------------------------------------
@@ -36,6 +38,7 @@ class HypertableArgs(BaseModel):
     chunk_interval: str | int
     migrate_data: bool = True
     allow_time_column_change: bool = False  # accepted for old programs; a time column change is always refused
+    adopt: bool = False
     resource_name: str | None = None
 
     @field_validator("table")
@@ -88,19 +91,27 @@ class HypertableProvider(LifecycleProvider):
                     columns=(catalog.Column(name=promised["time_column"], type_name=promised["column_type"],
                                             type_text=promised["column_type"]),))
             declared = self._declared(conn, args, snap)
-            if snap is not None:
-                # Refuse now what create() or update() would refuse (a hypertable on another time column).
-                plan(declared, HypertableState.from_snapshot(snap), migrate_data=args.migrate_data,
-                     resource=args.resource_name)
+            # What up will do, by the planner up runs: refused here when up would refuse it.
+            actual = HypertableState.from_snapshot(snap) if snap is not None else None
+            ops = self._plan(declared, actual, args)
+            claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, news)
         return {"table": declared.table, "chunk_interval_value": declared.chunk_interval_value,
-                "column_type": declared.column_type}
+                "column_type": declared.column_type, "planned_operations": described([*filter(None, [claim]), *ops])}
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    @staticmethod
+    def _plan(declared: HypertableState, actual: HypertableState | None, args: HypertableArgs) -> list[Any]:
+        try:
+            return plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name)
+        except InputError as exc:
+            exc.resource = args.resource_name
+            raise
+
+    def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["table", "time_column"])
-        changes = changed_fields(olds, news, ["chunk_interval_value", "dsn"])
+        changes = changed_fields(olds, news, ["chunk_interval_value", "dsn", "owner"])
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=False)
 
-    def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool]:
+    def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool, list[str]]:
         args = HypertableArgs.model_validate(props)
         table = TableName.parse(args.table)
         with self.session(props) as (conn, info), conn.transaction():
@@ -109,38 +120,45 @@ class HypertableProvider(LifecycleProvider):
             declared = self._declared(conn, args, snap)
             assert snap is not None
             actual = HypertableState.from_snapshot(snap)
-            ops = plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name)
+            ops = self._plan(declared, actual, args)
+            claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, props)
             for op in ops:
                 execute(op, conn, info)
+            self.record_owner(conn, _object(args.table), props)
             after = catalog.table_snapshot(conn, table)
             state = HypertableState.from_snapshot(after) if after else None
             assert state is not None, f"{table} is not a hypertable after applying {ops}"
         adopted = actual is not None
         return state.model_copy(update={"chunk_interval": str(args.chunk_interval) if
                                         state.chunk_interval_value == declared.chunk_interval_value
-                                        else state.chunk_interval}), adopted
+                                        else state.chunk_interval}), adopted, described([*filter(None, [claim]), *ops])
 
-    def _outs(self, props: dict[str, Any], state: HypertableState, adopted: bool) -> dict[str, Any]:
+    def _outs(self, props: dict[str, Any], state: HypertableState, adopted: bool,
+              operations: list[str] | None = None) -> dict[str, Any]:
         return {
             **state.model_dump(),
             "migrate_data": props.get("migrate_data", True),
             "allow_time_column_change": props.get("allow_time_column_change", False),
+            "adopt": bool(props.get("adopt")),
             "resource_name": props.get("resource_name"),
             "dsn": secret(props.get("dsn")),
             "adopted": adopted,
             "peers": props.get("peers") or {},
             "config_source": props.get("config_source"),
+            "owner": props.get("owner"),
+            "planned_operations": props.get("planned_operations") or [],
+            "last_operations": operations if operations is not None else props.get("last_operations") or [],
         }
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        state, adopted = self._apply(props)
-        return CreateResult(state.table, self._outs(props, state, adopted))
+    def do_create(self, props: dict[str, Any]) -> CreateResult:
+        state, adopted, ops = self._apply(props)
+        return CreateResult(state.table, self._outs(props, state, adopted, ops))
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        state, _ = self._apply(news)
-        return UpdateResult(self._outs(news, state, bool(olds.get("adopted"))))
+    def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        state, _, ops = self._apply(news)
+        return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         table = TableName.parse(props.get("table") or id_)
         with self.session(props) as (conn, _info):
             snap = catalog.table_snapshot(conn, table)
@@ -152,13 +170,20 @@ class HypertableProvider(LifecycleProvider):
         outs = self._outs(props, state, bool(props.get("adopted")))
         inputs = {k: outs[k] for k in ("table", "time_column", "chunk_interval", "chunk_interval_value",
                                        "column_type", "migrate_data", "allow_time_column_change",
-                                       "resource_name", "peers", "config_source")}
+                                       "adopt", "resource_name", "peers", "config_source", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Release management only: the table, its chunks and rows stay untouched."""
+    def do_delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Release management only: the table, its chunks and rows stay untouched; so does the ownership
+        record when another resource owns the hypertable now."""
+        with self.session(props) as (conn, _info), conn.transaction():
+            self.let_go(conn, _object(props["table"]), props)
+
+
+def _object(table: str) -> ManagedObject:
+    return ManagedObject("hypertable", TableName.parse(table).qualified)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,22 +202,24 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
     time_column: pulumi.Output[str]
     column_type: pulumi.Output[str]
     chunk_interval: pulumi.Output[str]
-    chunk_interval_value: pulumi.Output[int]
     adopted: pulumi.Output[bool]
+    planned_operations: pulumi.Output[list]
+    last_operations: pulumi.Output[list]
 
     def __init__(self, resource_name: str, table: pulumi.Input[str], time_column: pulumi.Input[str],
                  chunk_interval: pulumi.Input[str | int], *, migrate_data: bool = True,
-                 allow_time_column_change: bool = False, dsn: pulumi.Input[str] | None = None,
+                 allow_time_column_change: bool = False, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
                  config_source: dict[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         props = {
             "table": table, "time_column": time_column, "chunk_interval": chunk_interval,
-            "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change,
-            "resource_name": resource_name, "dsn": secret_input(dsn),
-            "column_type": None, "chunk_interval_value": None, "adopted": None,
-            "peers": peers_of(table), "config_source": config_source,
+            "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change, "adopt": adopt,
+            "dsn": secret_input(dsn), "column_type": None, "adopted": None, "planned_operations": None,
+            "last_operations": None,
+            INTERNAL: internals("Hypertable", resource_name, peers=later(lambda: peers_of(table)),
+                                config_source=config_source),
         }
-        opts = resource_options(opts, depends_on=depends_on_peers(table))
+        opts = resource_options(opts, depends_on=later(lambda: depends_on_peers(table)))
         registry.declare_policy("Hypertable", resource_name, table, time_column)
         super().__init__(HypertableProvider(), resource_name, props, opts)
         registry.attach("Hypertable", table, self)

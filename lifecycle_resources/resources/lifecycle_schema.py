@@ -17,7 +17,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from . import registry
 from ..db import migrations
 from ..errors import InputError
-from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from .base import INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input
 
 # The tables the migrations create; the stack makes them hypertables like any other table.
 TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",
@@ -39,6 +39,7 @@ def _summary(items: list[migrations.Migration]) -> list[dict[str, Any]]:
 
 class LifecycleSchemaProvider(LifecycleProvider):
     kind = "LifecycleSchema"
+    internal_keys = INTERNAL_KEYS | {"migrations"}  # the library's own SQL: `pending` names what applies
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         declared = _declared(news)
@@ -47,9 +48,10 @@ class LifecycleSchemaProvider(LifecycleProvider):
         if planned.problems:
             raise InputError(news.get("resource_name"), "migrations", [m.name for m in declared],
                              "; ".join(planned.problems), "applied migrations unchanged, new ones numbered after")
-        return {"pending": [m.name for m in planned.pending], "applied": _summary(declared)}
+        return {"pending": [m.name for m in planned.pending], "applied": _summary(declared),
+                "planned_operations": [f"apply migration {m.name}" for m in planned.pending]}
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return DiffResult(changes=bool(changed_fields(olds, news, ["applied", "dsn"])), replaces=[])
 
     def _apply(self, props: dict[str, Any]) -> tuple[list[migrations.Migration], list[str]]:
@@ -67,17 +69,18 @@ class LifecycleSchemaProvider(LifecycleProvider):
     def _outs(self, props: dict[str, Any], done: list[migrations.Migration], ran: list[str]) -> dict[str, Any]:
         return {"applied": _summary(done), "pending": [], "last_applied": ran, "schema": migrations.SCHEMA,
                 "drop_on_delete": bool(props.get("drop_on_delete")), "resource_name": props.get("resource_name"),
-                "dsn": secret(props.get("dsn"))}
+                "owner": props.get("owner"), "planned_operations": props.get("planned_operations") or [],
+                "last_operations": [f"apply migration {name}" for name in ran], "dsn": secret(props.get("dsn"))}
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def do_create(self, props: dict[str, Any]) -> CreateResult:
         done, ran = self._apply(props)
         return CreateResult(migrations.SCHEMA, self._outs(props, done, ran))
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         done, ran = self._apply(news)
         return UpdateResult(self._outs(news, done, ran))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with self.session(props) as (conn, _info):
             done = migrations.applied(conn)
         if not done:
@@ -89,7 +92,7 @@ class LifecycleSchemaProvider(LifecycleProvider):
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def do_delete(self, _id: str, props: dict[str, Any]) -> None:
         """Keeps the schema and its history unless the resource declared drop_on_delete=True."""
         if not props.get("drop_on_delete"):
             return
@@ -111,9 +114,10 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
         # program, before anything reaches the database.
         found = migrations.load(migrations.DEFAULT_DIR if migrations_dir is None else migrations_dir)
         props = {
-            "migrations": [m.model_dump() for m in found], "drop_on_delete": drop_on_delete,
-            "resource_name": resource_name, "dsn": secret_input(dsn),
-            "applied": None, "pending": None, "last_applied": None, "schema": None,
+            "drop_on_delete": drop_on_delete, "dsn": secret_input(dsn),
+            "applied": None, "pending": None, "last_applied": None, "schema": None, "planned_operations": None,
+            "last_operations": None,
+            INTERNAL: internals("LifecycleSchema", resource_name, migrations=[m.model_dump() for m in found]),
         }
         opts = resource_options(opts)
         super().__init__(LifecycleSchemaProvider(), resource_name, props, opts)

@@ -19,7 +19,9 @@ from ..reconcile import jobs
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
-from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from ..reconcile.ownership import Claim, ManagedObject
+from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
+                   resource_options, secret, secret_input)
 from .registry import depends_on_peers, peers_of, target_of
 
 class PolicyArgs(BaseModel):
@@ -38,6 +40,7 @@ class PolicyArgs(BaseModel):
     fixed_schedule: bool | None = None   # None: as add_*_policy gives (fixed only with an initial_start)
     timezone: str | None = None          # None: not managed (alter_job cannot clear it)
     initial_start: str | None = None     # None: not managed
+    adopt: bool = False
     resource_name: str | None = None
     peers: Peers = Field(default_factory=Peers)
 
@@ -45,6 +48,7 @@ class PolicyArgs(BaseModel):
 class PolicyProvider(LifecycleProvider):
     kind_spec: ClassVar[jobs.PolicyKind]
     peer_key: ClassVar[str]  # the sibling policy's window key: drop_after for compression, and back
+    internal_keys = INTERNAL_KEYS | {"duplicate_job_ids"}
 
     @property
     def window_key(self) -> str:
@@ -90,8 +94,22 @@ class PolicyProvider(LifecycleProvider):
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = self._args(news)
         with self.session(news) as (conn, _info):
-            target, declared = self._declared(conn, args)
-        return {"hypertable": target.table.qualified, **self._values(declared), "duplicate_job_ids": []}
+            target, declared, _actual, claim, ops = self._plan(conn, args, news)
+        return {"hypertable": target.table.qualified, **self._values(declared), "duplicate_job_ids": [],
+                "planned_operations": described([*filter(None, [claim]), *ops])}
+
+    def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
+            Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation]]:
+        """What up does, computed the same way at preview (check) and at apply."""
+        target, declared = self._declared(conn, args)
+        actual = jobs.read_jobs(conn, self.kind_spec, target.table)
+        what = (f"job {actual[0].job_id} ({self.kind_spec.resource} on {target.table})" if actual
+                else f"{self.kind_spec.resource} on {target.table}")
+        claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
+        return target, declared, actual, claim, jobs.plan(self.kind_spec, declared, actual)
+
+    def _object(self, table: TableName) -> ManagedObject:
+        return ManagedObject(f"job:{self.kind_spec.proc_name}", table.qualified)
 
     @staticmethod
     def _values(state: jobs.JobState) -> dict[str, Any]:
@@ -102,30 +120,30 @@ class PolicyProvider(LifecycleProvider):
                 "timezone": state.timezone,
                 "initial_start_value": state.initial_start.isoformat() if state.initial_start else None}
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["hypertable"])
         changes = changed_fields(olds, news, ["window_value", "schedule_interval_value", "max_runtime_value",
                                               "retry_period_value", "max_retries", "scheduled",
                                               "paused", "fixed_schedule", "timezone", "initial_start_value",
-                                              "duplicate_job_ids", "dsn"], same=_recorded_before_job_fields)
+                                              "duplicate_job_ids", "dsn", "owner"], same=_recorded_before_job_fields)
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
         args = self._args(props)
         with self.session(props) as (conn, info), conn.transaction():
-            target, declared = self._declared(conn, args)
-            lock_table(conn, target.table)
-            actual = jobs.read_jobs(conn, self.kind_spec, target.table)
-            ops = jobs.plan(self.kind_spec, declared, actual)
+            lock_table(conn, TableName.parse(args.hypertable))
+            target, declared, actual, claim, ops = self._plan(conn, args, props)
             for op in ops:
                 jobs.execute(op, conn, info)
+            self.record_owner(conn, self._object(target.table), props)
+            done: list[Any] = [*filter(None, [claim]), *ops]
             registered = register(conn, self.kind_spec, target.table, declared, props)
             if registered:
-                ops.append(jobs.Registered(self.kind_spec, target.table, registered))
+                done.append(jobs.Registered(self.kind_spec, target.table, registered))
             after = jobs.read_jobs(conn, self.kind_spec, target.table)
         assert len(after) == 1, f"{target.table}: expected one {self.kind_spec.resource} job, found {after}"
-        return self._presented(after[0], declared), bool(actual), [op.describe() for op in ops]
+        return self._presented(after[0], declared), bool(actual), described(done)
 
     @staticmethod
     def _presented(actual: jobs.JobState, declared: jobs.JobState | None) -> jobs.JobState:
@@ -153,25 +171,28 @@ class PolicyProvider(LifecycleProvider):
             "config": state.config,
             "duplicate_job_ids": duplicates,
             "adopted": adopted,
+            "adopt": bool(props.get("adopt")),
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
             "config_source": props.get("config_source"),
             "registration": props.get("registration"),
+            "owner": props.get("owner"),
+            "planned_operations": props.get("planned_operations") or [],
             "dsn": secret(props.get("dsn")),
         }
         if operations is not None:
             outs["last_operations"] = operations
         return outs
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def do_create(self, props: dict[str, Any]) -> CreateResult:
         state, adopted, ops = self._apply(props)
         return CreateResult(str(state.job_id), self._outs(props, state, adopted, [], ops))
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         state, _, ops = self._apply(news)
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), [], ops))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, _info):
             found = jobs.read_jobs(conn, self.kind_spec, table)
@@ -186,8 +207,8 @@ class PolicyProvider(LifecycleProvider):
                                        "retry_period", "window_value", "schedule_interval_value",
                                        "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
                                        "paused", "fixed_schedule", "timezone", "initial_start",
-                                       "initial_start_value", "duplicate_job_ids", "resource_name", "peers", "config_source",
-                                       "registration")}
+                                       "initial_start_value", "duplicate_job_ids", "adopt", "resource_name", "peers",
+                                       "config_source", "registration", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(str(keep.job_id), outs, inputs)
@@ -205,12 +226,14 @@ class PolicyProvider(LifecycleProvider):
         except (KeyError, TypeError, ValueError):
             return None
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Remove the policy job. Removing a policy never touches data."""
+    def do_delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Remove the policy job, unless another resource owns it now. Removing a policy never touches data."""
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
             unregister(conn, props.get("resource_name"))
+            if not self.let_go(conn, self._object(table), props):
+                return
             for job in jobs.read_jobs(conn, self.kind_spec, table):
                 if str(job.job_id) == id_:
                     jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info)
@@ -281,27 +304,25 @@ class PolicyResource(Resource):
     job_id: pulumi.Output[int]
     config: pulumi.Output[dict]
     adopted: pulumi.Output[bool]
-    duplicate_job_ids: pulumi.Output[list]
+    planned_operations: pulumi.Output[list]
     last_operations: pulumi.Output[list]
 
     def _declare(self, resource_name: str, hypertable: Any, window: Any, schedule: dict[str, Any], dsn: Any,
-                 opts: pulumi.ResourceOptions | None, config_source: dict[str, str] | None) -> None:
+                 opts: pulumi.ResourceOptions | None, config_source: dict[str, str] | None,
+                 adopt: bool = False) -> None:
         kind = self.__class__.__name__
         table = target_of(hypertable)
-        peers = peers_of(table)
         registry.declare_policy(kind, resource_name, table, window)
         props = {
-            "hypertable": table, self.window_key: window, **schedule, "resource_name": resource_name,
-            "peers": peers, "dsn": secret_input(dsn),
-            "window_value": None, "schedule_interval_value": None, "max_runtime_value": None,
-            "retry_period_value": None, "initial_start_value": None, "job_id": None, "config": None, "adopted": None,
-            "duplicate_job_ids": None, "last_operations": None, "config_source": config_source,
-            "registration": {"stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
-                             "environment": pulumi.get_stack()},
+            "hypertable": table, self.window_key: window, **schedule, "adopt": adopt, "dsn": secret_input(dsn),
+            "job_id": None, "config": None, "adopted": None, "planned_operations": None, "last_operations": None,
+            INTERNAL: internals(kind, resource_name, peers=later(lambda: peers_of(table)),
+                                config_source=config_source,
+                                registration={"stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                                              "environment": pulumi.get_stack()}),
         }
-        deps = depends_on_peers(table, *self.depends_on_kinds)
-        if isinstance(hypertable, pulumi.Resource):
-            deps.append(hypertable)
+        deps = later(lambda: depends_on_peers(table, *self.depends_on_kinds) + (
+            [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
         opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(self.provider_class(), resource_name, props, opts)
         registry.attach(kind, table, self)

@@ -1,14 +1,17 @@
-"""PolicyGuard: reports (and on up, removes) policy jobs added by hand to the stack's hypertables.
+"""PolicyGuard: reports (and on up, removes) jobs nobody declared on the stack's hypertables.
 
-Each policy resource watches its own job. A job nobody declared, a retention policy created by hand on a
-managed table, say, belongs to no resource: this one holds, per managed table, the set of policy kinds the
-program declares, and compares it with the kinds the database runs. Removing a policy job never touches
+Each policy resource watches its own job. A job nobody declared (a retention or reorder policy made by hand on a
+managed table, a refresh policy of a continuous aggregate over it, a custom job whose config names it) belongs to
+no resource: this one compares, per managed table, the jobs the program declares with the jobs the database runs.
+What the guard sees of the program is computed after the whole program is declared, so where it is declared does
+not matter. A job another resource owns (in the ownership ledger) is never removed. Removing a job never touches
 data (a retention job that no longer runs drops nothing).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import psycopg
 import pulumi
@@ -19,9 +22,13 @@ from pydantic import BaseModel, ConfigDict
 from . import registry
 from ..identifiers import TableName
 from ..reconcile import jobs
-from .base import LifecycleProvider, changed_fields, resource_options, secret, secret_input
+from ..reconcile.locks import lock_table
+from ..reconcile.ownership import ManagedObject, read_owner
+from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
+                   secret, secret_input)
 
-GUARDED = {k.proc_name: k.resource for k in jobs.KINDS.values()}
+DECLARED = {k.resource: k.proc_name for k in jobs.KINDS.values()}  # resource kind -> job label
+INTERNAL_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
 
 
 class GuardArgs(BaseModel):
@@ -31,24 +38,72 @@ class GuardArgs(BaseModel):
     resource_name: str | None = None
 
 
-def read_policies(conn: psycopg.Connection, tables: list[str]) -> tuple[dict[str, list[str]], dict[str, dict]]:
-    """Per table, the guarded policy kinds the database runs, and their job ids by kind."""
-    names = [TableName.parse(t) for t in tables]
-    rows = conn.execute(
-        """SELECT format('%%s.%%s', hypertable_schema, hypertable_name), proc_name, job_id
-             FROM timescaledb_information.jobs
-            WHERE job_id >= %s AND proc_name = ANY(%s)
-              AND (hypertable_schema, hypertable_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-            ORDER BY job_id""",
-        (jobs.FIRST_USER_JOB, list(GUARDED), [n.schema for n in names], [n.name for n in names])).fetchall()
-    kinds: dict[str, list[str]] = {t.qualified: [] for t in names}
-    ids: dict[str, dict[str, list[int]]] = {t.qualified: {} for t in names}
-    for table, proc, job_id in rows:
-        kind = GUARDED[proc]
-        if kind not in kinds[table]:
-            kinds[table].append(kind)
-        ids[table].setdefault(kind, []).append(job_id)
-    return {t: sorted(k) for t, k in kinds.items()}, ids
+@dataclass(frozen=True)
+class FoundJob:
+    job_id: int
+    table: str    # the managed hypertable the job acts on (for a refresh policy: the aggregate's source)
+    label: str    # policy_retention, policy_reorder, policy_refresh_continuous_aggregate:s.v, custom:s.proc
+
+
+@dataclass(frozen=True)
+class RemoveJob:
+    """The guard's one operation: a job on a managed table that no resource declares or owns."""
+
+    destructive: ClassVar[bool] = True
+    job: FoundJob
+
+    def describe(self) -> str:
+        kind = {v: k for k, v in DECLARED.items()}.get(self.job.label, self.job.label)
+        return f"delete job {self.job.job_id} ({kind} on {self.job.table}, declared by no resource)"
+
+
+_JOBS = """
+SELECT j.job_id, j.proc_schema, j.proc_name, j.hypertable_schema, j.hypertable_name, j.config ->> 'hypertable',
+       ca.hypertable_schema, ca.hypertable_name, format('%%s.%%s', ca.view_schema, ca.view_name)
+  FROM timescaledb_information.jobs j
+  LEFT JOIN timescaledb_information.continuous_aggregates ca  -- the jobs view names the aggregate's view
+    ON (j.hypertable_schema, j.hypertable_name) IN ((ca.view_schema, ca.view_name),
+                                                    (ca.materialization_hypertable_schema,
+                                                     ca.materialization_hypertable_name))
+ WHERE j.job_id >= %s
+ ORDER BY j.job_id
+"""
+
+
+def _table_of(schema: str | None, name: str | None) -> str | None:
+    return f"{schema}.{name}" if schema and name else None
+
+
+def read_jobs(conn: psycopg.Connection, tables: list[str]) -> list[FoundJob]:
+    """Every user job that acts on one of `tables`, whatever its kind."""
+    managed = {TableName.parse(t).qualified for t in tables}
+    found = []
+    for job_id, proc_schema, proc, h_schema, h_name, config_table, ca_schema, ca_name, view in conn.execute(
+            _JOBS, (jobs.FIRST_USER_JOB,)).fetchall():
+        builtin = proc_schema in INTERNAL_SCHEMAS
+        if ca_schema is not None:
+            table, label = _table_of(ca_schema, ca_name), f"{proc}:{view}"
+        elif builtin:
+            table, label = _table_of(h_schema, h_name), proc
+        else:
+            try:
+                named = TableName.parse(config_table).qualified if config_table else None
+            except ValueError:
+                named = None
+            table, label = _table_of(h_schema, h_name) or named, f"custom:{proc_schema}.{proc}"
+        if table in managed:
+            found.append(FoundJob(job_id, table, label))
+    return found
+
+
+def _owned(conn: psycopg.Connection, job: FoundJob) -> bool:
+    return job.label in DECLARED.values() and read_owner(conn, ManagedObject(f"job:{job.label}", job.table)) is not None
+
+
+def plan(conn: psycopg.Connection, expected: dict[str, list[str]]) -> list[RemoveJob]:
+    """Jobs on the managed tables that the program does not declare and no resource owns."""
+    return [RemoveJob(job) for job in read_jobs(conn, list(expected))
+            if job.label not in expected.get(job.table, []) and not _owned(conn, job)]
 
 
 class PolicyGuardProvider(LifecycleProvider):
@@ -56,66 +111,79 @@ class PolicyGuardProvider(LifecycleProvider):
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = GuardArgs.model_validate(news)
-        return {"policies": {TableName.parse(t).qualified: sorted(set(k) & set(GUARDED.values()))
-                             for t, k in args.policies.items()}}
+        expected = self._expected(args)
+        with self.session(news) as (conn, _info):
+            ops = plan(conn, expected)
+        return {"policies": expected, "planned_operations": described(ops)}
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    @staticmethod
+    def _expected(args: GuardArgs) -> dict[str, list[str]]:
+        return {TableName.parse(t).qualified: sorted(set(k)) for t, k in args.policies.items()}
+
+    def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changes = changed_fields(olds, news, ["policies", "dsn"])
         return DiffResult(changes=bool(changes), replaces=[])
 
-    def _apply(self, props: dict[str, Any]) -> tuple[dict[str, list[str]], list[int]]:
-        expected = GuardArgs.model_validate(props).policies
-        removed: list[int] = []
+    def _apply(self, props: dict[str, Any]) -> tuple[list[int], list[str]]:
+        expected = self._expected(GuardArgs.model_validate(props))
         with self.session(props) as (conn, info), conn.transaction():
-            _, ids = read_policies(conn, list(expected))
-            for table, by_kind in ids.items():
-                for kind, job_ids in by_kind.items():
-                    if kind not in expected.get(table, []):
-                        for job_id in job_ids:
-                            conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"),
-                                                                         sql.Literal(job_id)))
-                            removed.append(job_id)
-            actual, _ = read_policies(conn, list(expected))
-        return actual, removed
+            for table in sorted(expected):
+                lock_table(conn, TableName.parse(table))
+            ops = plan(conn, expected)
+            for op in ops:
+                conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job.job_id)))
+        return [op.job.job_id for op in ops], described(ops)
 
-    def _outs(self, props: dict[str, Any], actual: dict[str, list[str]], removed: list[int]) -> dict[str, Any]:
-        return {"policies": actual, "removed_job_ids": removed, "resource_name": props.get("resource_name"),
+    def _outs(self, props: dict[str, Any], removed: list[int], operations: list[str]) -> dict[str, Any]:
+        return {"policies": props.get("policies") or {}, "removed_job_ids": removed,
+                "planned_operations": props.get("planned_operations") or [], "last_operations": operations,
+                "resource_name": props.get("resource_name"), "owner": props.get("owner"),
                 "dsn": secret(props.get("dsn"))}
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        actual, removed = self._apply(props)
-        return CreateResult(props.get("resource_name") or "policy-guard", self._outs(props, actual, removed))
+    def do_create(self, props: dict[str, Any]) -> CreateResult:
+        removed, ops = self._apply(props)
+        return CreateResult(props.get("resource_name") or "policy-guard", self._outs(props, removed, ops))
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        actual, removed = self._apply(news)
-        return UpdateResult(self._outs(news, actual, removed))
+    def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        removed, ops = self._apply(news)
+        return UpdateResult(self._outs(news, removed, ops))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        tables = list((props.get("policies") or {}).keys())
+    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The declared jobs, plus what up would remove: a refreshing preview shows the undeclared ones."""
+        expected = self._expected(GuardArgs.model_validate({**props, "policies": props.get("policies") or {}}))
         with self.session(props) as (conn, _info):
-            actual, _ = read_policies(conn, tables)
-        outs = self._outs(props, actual, props.get("removed_job_ids") or [])
-        inputs = {"policies": actual, "resource_name": props.get("resource_name")}
+            extra = plan(conn, expected)
+        seen = {t: sorted(set(k) | {op.job.label for op in extra if op.job.table == t}) for t, k in expected.items()}
+        outs = {**self._outs(props, props.get("removed_job_ids") or [], props.get("last_operations") or []),
+                "policies": seen}
+        inputs = {"policies": seen, "resource_name": props.get("resource_name"), "owner": props.get("owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+    def do_delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: the guard owns no object."""
 
 
+def declared_jobs(tables: list[str] | None) -> dict[str, list[str]]:
+    """Per managed table, the job labels the program declares (read once the whole program is declared)."""
+    managed = tables if tables is not None else registry.tables_with("Hypertable")
+    return {t: sorted(DECLARED[k] for k in registry.declared_kinds(t) if k in DECLARED) for t in managed}
+
+
 class PolicyGuard(Resource, module="timescale", name="PolicyGuard"):
-    """Declare last: guards every hypertable the program manages against policy jobs added by hand."""
+    """Guards every hypertable the program manages against jobs added by hand; declare it anywhere."""
 
     policies: pulumi.Output[dict]
     removed_job_ids: pulumi.Output[list]
+    planned_operations: pulumi.Output[list]
+    last_operations: pulumi.Output[list]
 
     def __init__(self, resource_name: str, tables: list[str] | None = None, *,
                  dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        managed = tables if tables is not None else registry.tables_with("Hypertable")
-        policies = {t: [k for k in registry.declared_kinds(t) if k in GUARDED.values()] for t in managed}
-        deps = [r for t in managed for r in registry.resources_of(t)]
-        props = {"policies": policies, "resource_name": resource_name,
-                 "dsn": secret_input(dsn), "removed_job_ids": None}
+        props = {"policies": later(lambda: declared_jobs(tables)), "dsn": secret_input(dsn),
+                 "removed_job_ids": None, "planned_operations": None, "last_operations": None,
+                 INTERNAL: internals("PolicyGuard", resource_name)}
+        deps = later(lambda: [r for t in declared_jobs(tables) for r in registry.resources_of(t)])
         opts = resource_options(opts, depends_on=deps)
         super().__init__(PolicyGuardProvider(), resource_name, props, opts)

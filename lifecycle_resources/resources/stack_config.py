@@ -107,3 +107,64 @@ def load_settings() -> StackSettings:
         return parse_settings(raw)
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
+
+
+def declare_tables(settings: StackSettings) -> dict[str, Any]:
+    """Declare, for each configured table, its Hypertable and the compression and retention it configures.
+
+    Each resource records which stack config key each of its values came from, so a value refused at preview
+    names the key to fix. Returns per table what the stack exports: chunk interval and windows.
+    """
+    from .compression_policy import CompressionPolicy
+    from .compression_settings import CompressionSettings
+    from .hypertable import Hypertable
+    from .retention_policy import RetentionPolicy
+
+    summary: dict[str, Any] = {}
+    for table, spec in settings.qualified_tables().items():
+        name = table.split(".", 1)[1]
+        key = name if name in settings.tables else table
+        ht = Hypertable(name, table=table, time_column=spec.time_column, chunk_interval=spec.chunk_interval,
+                        config_source={"table": source(key), "time_column": source(key, "time_column"),
+                                       "chunk_interval": source(key, "chunk_interval")})
+        if spec.compression is not None:
+            CompressionSettings(f"{name}-compression", ht, segment_by=spec.compression.segment_by,
+                                order_by=spec.compression.order_by,
+                                config_source={"segment_by": source(key, "compression", "segment_by"),
+                                               "order_by": source(key, "compression", "order_by")})
+            CompressionPolicy(f"{name}-compress", ht, compress_after=spec.compression.after,
+                              schedule_interval=spec.compression.schedule_interval,
+                              config_source={"compress_after": source(key, "compression", "after"),
+                                             "schedule_interval": source(key, "compression", "schedule_interval"),
+                                             "hypertable": source(key)})
+        if spec.retention is not None:
+            RetentionPolicy(f"{name}-retention", ht, drop_after=spec.retention.drop_after,
+                            schedule_interval=spec.retention.schedule_interval,
+                            config_source={"drop_after": source(key, "retention", "drop_after"),
+                                           "schedule_interval": source(key, "retention", "schedule_interval")})
+        summary[table] = {
+            "chunk_interval": ht.chunk_interval,
+            "compress_after": spec.compression.after if spec.compression else None,
+            "drop_after": spec.retention.drop_after if spec.retention else None,
+        }
+    return summary
+
+
+def declare_bookkeeping(settings: StackSettings) -> None:
+    """The lifecycle schema's own tables, aged by `lifecycle:bookkeeping.*` like any other hypertable."""
+    from .compression_policy import CompressionPolicy
+    from .compression_settings import CompressionSettings
+    from .hypertable import Hypertable
+    from .lifecycle_schema import TABLES, TIME_COLUMNS
+    from .retention_policy import RetentionPolicy
+
+    keep = settings.bookkeeping
+    for table in TABLES:
+        name = table.split(".", 1)[1]
+        ht = Hypertable(name, table=table, time_column=TIME_COLUMNS[table], chunk_interval=keep.chunk_interval,
+                        config_source={"chunk_interval": f"{NAMESPACE}:bookkeeping.chunk_interval"})
+        CompressionSettings(f"{name}-compression", ht)
+        CompressionPolicy(f"{name}-compress", ht, compress_after=keep.compress_after,
+                          config_source={"compress_after": f"{NAMESPACE}:bookkeeping.compress_after"})
+        RetentionPolicy(f"{name}-retention", ht, drop_after=keep.drop_after,
+                        config_source={"drop_after": f"{NAMESPACE}:bookkeeping.drop_after"})
