@@ -102,12 +102,12 @@ SETTINGS = "CompressionSettings"
 
 
 def peers_of(table: Any) -> dict[str, Any]:
-    decl = registry.declarations(table)
+    decl = declarations(table)
     if decl is None:
         return {}
     peers: dict[str, Any] = {}
-    if registry.promised(table):
-        peers["promised"] = registry.promised_time(table)
+    if promised(table):
+        peers["promised"] = promised_time(table)
     if HYPERTABLE in decl.policies:
         peers["time_column"] = decl.policies[HYPERTABLE][2]
     if SETTINGS in decl.policies:
@@ -119,9 +119,9 @@ def peers_of(table: Any) -> dict[str, Any]:
 
 
 def depends_on_peers(table: Any, *kinds: str) -> list[pulumi.Resource]:
-    out = [r for r in [registry.promised(table)] if r is not None]
+    out = [r for r in [promised(table)] if r is not None]
     for kind in kinds:
-        res = registry.policy_resource(kind, table)
+        res = policy_resource(kind, table)
         if res is not None:
             out.append(res)
     return out
