@@ -30,8 +30,9 @@ def _free_port() -> int:
 
 @contextmanager
 def fresh_server(state: Path) -> Iterator[str]:
-    """A fresh database server of the kind under test (a test's or module's own), stopped on exit; its DSN."""
-    if server_under_test() == "native":
+    """A fresh database server (a test's or module's own), stopped on exit; its DSN. Of the kind under test;
+    with only TSDB_DSN given, embedded: it needs nothing installed beside the server the user gave."""
+    if os.environ.get("LIFECYCLE_TEST_SERVER", "embedded") == "native":
         with native_server() as dsn:
             yield dsn
     else:
