@@ -35,7 +35,7 @@ mkdir -p "$logs"
 # $1 = label, $2 = log: "label: N passed" from pytest's last line; non-zero when it failed or ran nothing.
 verdict() {
     local summary passed
-    summary=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$2" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')
+    summary=$(grep -E '(passed|failed|errors?|no tests ran).* in [0-9.]+s' "$2" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')
     passed=$(sed -nE 's/.*\b([0-9]+) passed.*/\1/p' <<<"$summary")
     printf '%s: %s passed   (%s)\n' "$1" "${passed:-0}" "${summary:-no summary: see $2}"
     [ "${passed:-0}" -gt 0 ] && ! grep -qE '\b[0-9]+ (failed|errors?)\b' <<<"$summary"

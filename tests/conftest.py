@@ -72,11 +72,13 @@ def server_under_test() -> str:
 
 
 @contextmanager
-def native_cluster() -> Iterator[tuple[Path, str]]:
+def native_cluster(*, scheduler: bool = False) -> Iterator[tuple[Path, str]]:
     """A fresh native PostgreSQL + TimescaleDB cluster on a free port, removed on exit; its state dir and DSN.
 
-    Its directory is under the system temp dir: as root the server runs as `postgres`, which cannot
-    traverse pytest's private (0700) temp directories."""
+    TimescaleDB's scheduler is paused in its database unless `scheduler`: on a real server it runs a new
+    policy job at once, so a test could not say what `CALL run_job` or `lifecycle run` did (the embedded
+    server has no scheduler). Tests of the scheduler itself ask for it. Its directory is under the system
+    temp dir: as root the server runs as `postgres`, which cannot traverse pytest's 0700 temp directories."""
     from lifecycle_resources.db import native
 
     state = Path(tempfile.mkdtemp(prefix="lifecycle-native-"))
@@ -88,6 +90,8 @@ def native_cluster() -> Iterator[tuple[Path, str]]:
             pytest.fail(f"cannot start the native TimescaleDB ({exc}); run `make native` (as root it builds "
                         "TimescaleDB 2.26.0 from ../shared/vendor) or install TimescaleDB for PostgreSQL 15",
                         pytrace=False)
+        if not scheduler:
+            sql_run(srv.dsn, "SELECT _timescaledb_functions.stop_background_workers()")
         yield state, srv.dsn
     finally:
         native.destroy(state)

@@ -63,7 +63,13 @@ def test_native_wrong_password_refused_clearly(tsdb_dsn: str) -> None:
     assert "Traceback" not in refused.stderr
 
 
-def test_native_scheduler_run_shows_in_status(tsdb_dsn: str, schema: str) -> None:
+def test_native_scheduler_run_shows_in_status() -> None:
+    with native_cluster(scheduler=True) as (_, dsn):
+        scheduler_run_shows_in_status(dsn, "sched")
+
+
+def scheduler_run_shows_in_status(tsdb_dsn: str, schema: str) -> None:
+    sql_run(tsdb_dsn, f'CREATE SCHEMA "{schema}"')
     table = f'"{schema}".ticks'
     sql_run(tsdb_dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, symbol text NOT NULL, price float8)")
     sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
