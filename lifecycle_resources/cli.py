@@ -1,4 +1,4 @@
-"""The `lifecycle` command: the embedded TimescaleDB today; the lifecycle runner builds on it."""
+"""The `lifecycle` command: the project's own TimescaleDB servers (embedded, native) and the lifecycle runner."""
 
 from __future__ import annotations
 
@@ -12,29 +12,49 @@ import psycopg
 from .errors import LifecycleError
 
 
-def _server():
+SERVERS = ("embedded", "native")
+
+
+def _server(kind: str = "embedded"):
+    """The module that starts, stops and finds a server of this kind (same functions in both)."""
+    if kind == "native":
+        from .db import native
+
+        return native
     from .db.embedded import server
 
     return server
 
 
+def _label(kind: str) -> str:
+    return f"{kind} TimescaleDB"
+
+
 def _db_start(args: argparse.Namespace) -> int:
-    srv = _server().start(data=args.data, port=args.port, state_dir=args.state_dir)
+    if args.server == "native":
+        if args.data is not None:
+            raise LifecycleError("--data is for the embedded server; the native cluster lives in "
+                                 "<state dir>/native-data (choose it with --state-dir)")
+        srv = _server("native").start(port=args.port or 0, state_dir=args.state_dir)
+    else:
+        srv = _server().start(data=args.data, port=5433 if args.port is None else args.port,
+                              state_dir=args.state_dir)
     print(srv.dsn)
     return 0
 
 
 def _db_stop(args: argparse.Namespace) -> int:
-    stopped = _server().stop(state_dir=args.state_dir)
-    print(f"stopped the embedded TimescaleDB on port {stopped.port}" if stopped else "no embedded TimescaleDB running",
-          file=sys.stderr)
+    stopped = _server(args.server).stop(state_dir=args.state_dir)
+    print(f"stopped the {_label(args.server)} on port {stopped.port}" if stopped
+          else f"no {_label(args.server)} running", file=sys.stderr)
     return 0
 
 
 def _db_dsn(args: argparse.Namespace) -> int:
-    current = _server().current(state_dir=args.state_dir)
+    current = _server(args.server).current(state_dir=args.state_dir)
     if current is None:
-        print("no embedded TimescaleDB running: start it with `lifecycle db start`", file=sys.stderr)
+        print(f"no {_label(args.server)} running: start it with `lifecycle db start --server {args.server}`",
+              file=sys.stderr)
         return 1
     print(current.dsn)
     return 0
@@ -57,8 +77,11 @@ def _resolve_dsn(args: argparse.Namespace) -> str | None:
     dsn = getattr(args, "dsn", None) or os.environ.get("TSDB_DSN")
     if dsn:
         return dsn
-    current = _server().current(state_dir=getattr(args, "state_dir", None))
-    return current.dsn if current else None
+    for kind in SERVERS:  # a server this project started, if one runs
+        current = _server(kind).current(state_dir=getattr(args, "state_dir", None))
+        if current is not None:
+            return current.dsn
+    return None
 
 
 def _need_dsn(args: argparse.Namespace) -> str:
@@ -136,16 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifecycle", description="Timescale Lifecycle")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    db = sub.add_parser("db", help="the embedded TimescaleDB server (for development and tests)")
+    db = sub.add_parser("db", help="a TimescaleDB server of the project's own: embedded (zero-install) or native")
     db.add_argument("--state-dir", type=Path, default=None,
                     help="where the server's pid, port and log are kept (default: ./.lifecycle)")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("--server", choices=SERVERS, default=os.environ.get("LIFECYCLE_DB_SERVER", "embedded"),
+                       help="embedded: PGlite + TimescaleDB 2.23 in Node.js, one connection at a time; native: "
+                            "PostgreSQL with TimescaleDB installed, its scheduler and password auth "
+                            "(default: $LIFECYCLE_DB_SERVER, else embedded)")
     dbsub = db.add_subparsers(dest="db_command", required=True)
-    start = dbsub.add_parser("start", help="start the server, wait until TimescaleDB answers, print the DSN")
-    start.add_argument("--data", default=None, help="data directory, or memory:// (default: .lifecycle/db-data)")
-    start.add_argument("--port", type=int, default=5433)
+    start = dbsub.add_parser("start", parents=[which],
+                             help="start the server, wait until TimescaleDB answers, print the DSN")
+    start.add_argument("--data", default=None,
+                       help="embedded only: data directory, or memory:// (default: .lifecycle/db-data)")
+    start.add_argument("--port", type=int, default=None,
+                       help="embedded: default 5433; native: default its last port if free, else a free one")
     start.set_defaults(func=_db_start)
-    dbsub.add_parser("stop", help="stop the server").set_defaults(func=_db_stop)
-    dbsub.add_parser("dsn", help="print the running server's DSN").set_defaults(func=_db_dsn)
+    dbsub.add_parser("stop", parents=[which], help="stop the server").set_defaults(func=_db_stop)
+    dbsub.add_parser("dsn", parents=[which], help="print the running server's DSN").set_defaults(func=_db_dsn)
     ex = dbsub.add_parser("exec", help="run a SQL file in one transaction")
     ex.add_argument("file")
     ex.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
@@ -175,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.Error as exc:
         print(f"lifecycle: database error: {str(exc).strip()}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:  # the embedded server's errors
+    except RuntimeError as exc:  # the servers' errors
         print(f"lifecycle: {exc}", file=sys.stderr)
         return 1
 

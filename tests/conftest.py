@@ -1,10 +1,14 @@
-"""Fixtures: a real TimescaleDB (TSDB_DSN, else the embedded server), one schema per test, and the real
-Pulumi engine on throwaway stacks. Nothing here skips: a missing tool fails the run and says why."""
+"""Fixtures: a real TimescaleDB (TSDB_DSN, else the server LIFECYCLE_TEST_SERVER names: `embedded`, the
+default, or `native`), one schema per test, and the real Pulumi engine on throwaway stacks. Nothing here
+skips: a missing tool fails the run and says why. A test that only means something on one server carries
+`@pytest.mark.native_only(reason)` / `@pytest.mark.embedded_only(reason)` and is deselected on the other."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +29,23 @@ def _free_port() -> int:
 
 
 @contextmanager
-def embedded_server(state: Path) -> Iterator[str]:
+def fresh_server(state: Path) -> Iterator[str]:
+    """A fresh database server (a test's or module's own), stopped on exit; its DSN. Of the kind under test;
+    with only TSDB_DSN given, embedded: it needs nothing installed beside the server the user gave."""
+    if os.environ.get("LIFECYCLE_TEST_SERVER", "embedded") == "native":
+        with native_server() as dsn:
+            yield dsn
+    else:
+        with in_memory_embedded_server(state) as dsn:
+            yield dsn
+
+
+# The old name: tests that ask for a database of their own get one of the server under test.
+embedded_server = fresh_server
+
+
+@contextmanager
+def in_memory_embedded_server(state: Path) -> Iterator[str]:
     """A fresh in-memory embedded TimescaleDB on a free port, stopped on exit; its DSN."""
     from lifecycle_resources.db.embedded import server
 
@@ -40,15 +60,83 @@ def embedded_server(state: Path) -> Iterator[str]:
         server.stop(state_dir=state)
 
 
+SERVERS = ("embedded", "native")
+
+
+def server_under_test() -> str:
+    """`embedded` or `native`: LIFECYCLE_TEST_SERVER, else native for a TSDB_DSN (a real server), else embedded."""
+    kind = os.environ.get("LIFECYCLE_TEST_SERVER") or ("native" if os.environ.get("TSDB_DSN") else "embedded")
+    if kind not in SERVERS:
+        raise pytest.UsageError(f"LIFECYCLE_TEST_SERVER={kind!r}: expected one of {', '.join(SERVERS)}")
+    return kind
+
+
+@contextmanager
+def native_cluster(*, scheduler: bool = False) -> Iterator[tuple[Path, str]]:
+    """A fresh native PostgreSQL + TimescaleDB cluster on a free port, removed on exit; its state dir and DSN.
+
+    TimescaleDB's scheduler is paused in its database unless `scheduler`: on a real server it runs a new
+    policy job at once, so a test could not say what `CALL run_job` or `lifecycle run` did (the embedded
+    server has no scheduler). Tests of the scheduler itself ask for it. Its directory is under the system
+    temp dir: as root the server runs as `postgres`, which cannot traverse pytest's 0700 temp directories."""
+    from lifecycle_resources.db import native
+
+    state = Path(tempfile.mkdtemp(prefix="lifecycle-native-"))
+    os.chmod(state, 0o711)
+    try:
+        try:
+            srv = native.start(state_dir=state)
+        except Exception as exc:  # noqa: BLE001 - a loud, explained failure instead of a traceback
+            pytest.fail(f"cannot start the native TimescaleDB ({exc}); run `make native` (as root it builds "
+                        "TimescaleDB 2.26.0 from ../shared/vendor) or install TimescaleDB for PostgreSQL 15",
+                        pytrace=False)
+        if not scheduler:
+            sql_run(srv.dsn, "SELECT _timescaledb_functions.stop_background_workers()")
+        yield state, srv.dsn
+    finally:
+        native.destroy(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def native_server() -> Iterator[str]:
+    with native_cluster() as (_, dsn):
+        yield dsn
+
+
 @pytest.fixture(scope="session")
 def tsdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TSDB_DSN when given (any TimescaleDB 2.13+), else a fresh embedded TimescaleDB for this run."""
+    """TSDB_DSN when given (any TimescaleDB 2.23+), else a fresh server of the kind under test for this run."""
     given = os.environ.get("TSDB_DSN")
     if given:
         yield given
         return
-    with embedded_server(tmp_path_factory.mktemp("embedded-db")) as dsn:
+    with fresh_server(tmp_path_factory.mktemp("server")) as dsn:
         yield dsn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "native_only(reason): meaningful only on a native server (deselected on "
+                                       "the embedded one)")
+    config.addinivalue_line("markers", "embedded_only(reason): specific to the embedded server (deselected on "
+                                       "a native one)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (never skip) the tests specific to the other server; each such marker must say why."""
+    other = {"embedded": "native_only", "native": "embedded_only"}[server_under_test()]
+    keep, drop = [], []
+    for item in items:
+        for name in ("native_only", "embedded_only"):
+            mark = item.get_closest_marker(name)
+            if mark is not None and not (mark.args or mark.kwargs.get("reason")):
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs a reason")
+        # A module named for one server tests that server itself (tests/test_native_*.py, test_embedded_*.py).
+        own = item.path.name.startswith(f"test_{other.removesuffix('_only')}_")
+        (drop if own or item.get_closest_marker(other) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -114,7 +202,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             kind = next((label for mark, label in kinds.items() if mark in report.keywords), "unit")
             counts.setdefault(kind, {}).setdefault(outcome, 0)
             counts[kind][outcome] += 1
-    terminalreporter.write_sep("-", "by kind")
+    terminalreporter.write_sep("-", f"by kind (server under test: {server_under_test()})")
     for kind in ("unit", *kinds.values()):
         got = counts.get(kind, {})
         terminalreporter.write_line(f"{kind}: " + " · ".join(f"{o} {got.get(o, 0)}" for o in

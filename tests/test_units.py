@@ -56,14 +56,16 @@ def test_validate_dsn_refuses_without_echoing(dsn: object) -> None:
     (ServerInfo(timescaledb_version=None, license=None, extension_schema=None), "not installed"),
     (ServerInfo(timescaledb_version="2.23.0", license="apache", extension_schema="public"), "Apache"),
     (ServerInfo(timescaledb_version="2.11.2", license="timescale", extension_schema="public"), "too old"),
+    (ServerInfo(timescaledb_version="2.22.1", license="timescale", extension_schema="public"), "too old"),
 ])
 def test_require_timescaledb_refuses(info: ServerInfo, fragment: str) -> None:
     with pytest.raises(UnsupportedDatabase, match=fragment):
         require_timescaledb(info)
 
 
-def test_require_timescaledb_accepts_community_2_13() -> None:
-    require_timescaledb(ServerInfo(timescaledb_version="2.13.0", license="timescale", extension_schema="ts"))
+def test_require_timescaledb_accepts_the_tested_versions() -> None:
+    for version in ("2.23.0-dev", "2.26.0"):  # embedded, native
+        require_timescaledb(ServerInfo(timescaledb_version=version, license="timescale", extension_schema="ts"))
 
 
 def test_stack_config_valid() -> None:

@@ -15,7 +15,7 @@ from .intervals import Window
 from ..errors import UnsupportedDatabase
 from ..identifiers import TableName
 
-MIN_VERSION = (2, 13, 0)
+MIN_VERSION = (2, 23, 0)  # the oldest tested: 2.23 (embedded) and 2.26 (native)
 TIME_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
 

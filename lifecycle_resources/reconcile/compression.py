@@ -84,36 +84,17 @@ class CompressionState(BaseModel):
 
 
 def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: TableName) -> CompressionState | None:
-    """One query; the catalog view differs by version (hypertable_compression_settings is 2.14+)."""
-    if info.version_tuple >= (2, 14):
-        query = """
+    """One query on hypertable_columnstore_settings: the name TimescaleDB keeps (2.18 on); its
+    hypertable_compression_settings alias is deprecated since 2.24. Every supported version has it."""
+    del info  # the supported versions (catalog.MIN_VERSION on) share this view
+    query = """
         SELECT h.compression_enabled, s.segmentby, s.orderby,
                (SELECT count(*) FROM timescaledb_information.chunks c
                  WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
                    AND c.is_compressed)
           FROM timescaledb_information.hypertables h
-          LEFT JOIN timescaledb_information.hypertable_compression_settings s
+          LEFT JOIN timescaledb_information.hypertable_columnstore_settings s
             ON s.hypertable = format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass
-         WHERE h.hypertable_schema = %s AND h.hypertable_name = %s"""
-    else:
-        query = """
-        SELECT h.compression_enabled,
-               (SELECT string_agg(quote_ident(attname), ',' ORDER BY segmentby_column_index)
-                  FROM timescaledb_information.compression_settings s
-                 WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
-                   AND segmentby_column_index IS NOT NULL),
-               (SELECT string_agg(quote_ident(attname) || CASE WHEN orderby_asc THEN '' ELSE ' DESC' END
-                                  || CASE WHEN orderby_nullsfirst = orderby_asc
-                                          THEN CASE WHEN orderby_nullsfirst THEN ' NULLS FIRST'
-                                                    ELSE ' NULLS LAST' END ELSE '' END,
-                                  ',' ORDER BY orderby_column_index)
-                  FROM timescaledb_information.compression_settings s
-                 WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
-                   AND orderby_column_index IS NOT NULL),
-               (SELECT count(*) FROM timescaledb_information.chunks c
-                 WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
-                   AND c.is_compressed)
-          FROM timescaledb_information.hypertables h
          WHERE h.hypertable_schema = %s AND h.hypertable_name = %s"""
     row = conn.execute(query, (table.schema, table.name)).fetchone()
     if row is None:

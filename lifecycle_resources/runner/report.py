@@ -43,8 +43,16 @@ SELECT format('%I.%I', j.hypertable_schema, j.hypertable_name) AS hypertable,
        coalesce(j.config ->> 'compress_after', j.config ->> 'drop_after',
                 j.config ->> 'compress_created_before', j.config ->> 'drop_created_before') AS older_than,
        j.schedule_interval::text AS every,
-       j.scheduled
+       j.scheduled,
+       to_char(s.last_run_started_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS last_run,
+       s.last_run_status,
+       s.total_runs AS runs,
+       s.total_failures AS failures,
+       (SELECT e.err_message FROM timescaledb_information.job_errors e
+         WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC LIMIT 1) AS last_error
   FROM timescaledb_information.jobs j
+  -- what TimescaleDB's own scheduler recorded (empty where no scheduler runs, as on the embedded server)
+  LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
  WHERE j.job_id >= 1000 AND j.hypertable_name IS NOT NULL
  ORDER BY 1, 2
 """
