@@ -9,7 +9,6 @@ import re
 import stat
 import subprocess
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
