@@ -59,7 +59,7 @@ def endpoint(dsn: str) -> str:
     return ", ".join(f"{h}:{ports[i] if i < len(ports) else ports[-1]}" for i, h in enumerate(hosts))
 
 
-def _secrets_of(dsn: str) -> set[str]:
+def secrets_of(dsn: str) -> set[str]:
     """Every secret value a DSN carries, parsable or not."""
     found: set[str] = set()
     try:
@@ -81,7 +81,7 @@ def scrub(text: str, *dsns: str | None) -> str:
         if not isinstance(dsn, str) or not dsn:
             continue
         text = text.replace(dsn, redact(dsn))
-        for value in sorted(_secrets_of(dsn), key=len, reverse=True):
+        for value in sorted(secrets_of(dsn), key=len, reverse=True):
             text = text.replace(value, "***")
     text = _SECRET_PAIR.sub(r"\1***", text)
     return _URL_USERINFO.sub(r"\1***@", text)
