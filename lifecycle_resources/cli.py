@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 
@@ -65,7 +66,7 @@ def _db_exec(args: argparse.Namespace) -> int:
 
     dsn = _resolve_dsn(args)
     if not dsn:
-        print("no --dsn, no TSDB_DSN and no embedded TimescaleDB running", file=sys.stderr)
+        print("no TSDB_DSN, no --dsn-file and no embedded TimescaleDB running", file=sys.stderr)
         return 1
     text = Path(args.file).read_text()
     with connect(dsn) as conn, conn.transaction():
@@ -73,23 +74,64 @@ def _db_exec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_dsn_file(path: Path) -> str:
+    """The DSN in a file only its owner can read (as libpq demands of ~/.pgpass)."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as exc:
+        raise LifecycleError(f"--dsn-file {path}: cannot read it ({exc.strerror})") from None
+    if mode & 0o077:
+        raise LifecycleError(f"--dsn-file {path}: readable by other users (mode {mode & 0o777:o}): it holds a "
+                             f"password; make it private with `chmod 600 {path}`")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1:
+        raise LifecycleError(f"--dsn-file {path}: expected one connection string on one line, found {len(lines)} "
+                             "lines")
+    return lines[0]
+
+
 def _resolve_dsn(args: argparse.Namespace) -> str | None:
-    dsn = getattr(args, "dsn", None) or os.environ.get("TSDB_DSN")
-    if dsn:
-        return dsn
-    for kind in SERVERS:  # a server this project started, if one runs
-        current = _server(kind).current(state_dir=getattr(args, "state_dir", None))
-        if current is not None:
-            return current.dsn
-    return None
+    """--dsn-file, else --dsn (warned: other local users see it in the process list), else $TSDB_DSN, else the
+    running server this project started. Remembered on args so that errors can be scrubbed of it."""
+    from .db.connection import secrets_of
+
+    dsn = None
+    if getattr(args, "dsn_file", None):
+        dsn = _read_dsn_file(args.dsn_file)
+    elif getattr(args, "dsn", None):
+        dsn = args.dsn
+        if secrets_of(dsn):
+            print("lifecycle: warning: --dsn puts its password on the command line, where other local users "
+                  "see it (ps, /proc); use TSDB_DSN or --dsn-file instead", file=sys.stderr)
+    else:
+        dsn = os.environ.get("TSDB_DSN")
+    if not dsn:
+        for kind in SERVERS:  # a server this project started, if one runs
+            current = _server(kind).current(state_dir=getattr(args, "state_dir", None))
+            if current is not None:
+                dsn = current.dsn
+                break
+    args.resolved_dsn = dsn
+    return dsn
 
 
 def _need_dsn(args: argparse.Namespace) -> str:
     dsn = _resolve_dsn(args)
     if not dsn:
-        raise LifecycleError("no database: give --dsn, set TSDB_DSN, or start the embedded one with "
+        raise LifecycleError("no database: set TSDB_DSN, give --dsn-file, or start the embedded one with "
                              "`lifecycle db start`")
     return dsn
+
+
+def add_dsn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command finds its database. Prefer TSDB_DSN or --dsn-file: --dsn shows in `ps`."""
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--dsn-file", type=Path, default=None, metavar="PATH",
+                       help="a file (mode 600) holding the connection string")
+    given.add_argument("--dsn", default=None,
+                       help="the connection string: visible to other local users in the process list; prefer "
+                            "TSDB_DSN or --dsn-file (default: $TSDB_DSN, else the embedded server)")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -155,8 +197,16 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # A usage error quotes the words it did not understand: a connection string among them keeps its secret.
+        from .db.connection import scrub
+
+        super().error(scrub(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lifecycle", description="Timescale Lifecycle")
+    parser = _Parser(prog="lifecycle", description="Timescale Lifecycle")
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="a TimescaleDB server of the project's own: embedded (zero-install) or native")
@@ -179,16 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("dsn", parents=[which], help="print the running server's DSN").set_defaults(func=_db_dsn)
     ex = dbsub.add_parser("exec", help="run a SQL file in one transaction")
     ex.add_argument("file")
-    ex.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
+    add_dsn_arguments(ex)
     ex.set_defaults(func=_db_exec)
 
     status = sub.add_parser("status", help="hypertables, policies, their last runs and compression figures")
-    status.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
+    add_dsn_arguments(status)
     status.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
     status.set_defaults(func=_status, state_dir=None)
 
     run = sub.add_parser("run", help="execute the due lifecycle policies (or one) and record what they did")
-    run.add_argument("--dsn", default=None, help="default: $TSDB_DSN, else the embedded server")
+    add_dsn_arguments(run)
     run.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
     run.add_argument("--policy", default=None, help="run this policy now, due or not")
     run.add_argument("--dry-run", action="store_true", help="measure what would change; change nothing")
@@ -201,14 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LifecycleError as exc:
-        print(f"lifecycle: {exc}", file=sys.stderr)
+        print(f"lifecycle: {_scrubbed(exc, args)}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
-        print(f"lifecycle: database error: {str(exc).strip()}", file=sys.stderr)
+        print(f"lifecycle: database error: {_scrubbed(exc, args)}", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # the servers' errors
-        print(f"lifecycle: {exc}", file=sys.stderr)
+        print(f"lifecycle: {_scrubbed(exc, args)}", file=sys.stderr)
         return 1
+
+
+def _scrubbed(exc: Exception, args: argparse.Namespace) -> str:
+    from .db.connection import scrub
+
+    return scrub(str(exc).strip(), getattr(args, "resolved_dsn", None), getattr(args, "dsn", None))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,33 @@ def test_validate_dsn_refuses_without_echoing(dsn: object) -> None:
     assert not isinstance(dsn, str) or not dsn.strip() or dsn not in problem
 
 
+@pytest.mark.parametrize("dsn", [
+    "postgresql://app:s3cr3t-pw@db.example:5432/metrics?sslmode=require&sslpassword=k3y-pw",
+    "host=db.example user=app password=s3cr3t-pw sslpassword=k3y-pw sslkey=/keys/app.key",
+    "host=db.example user=app password='s3cr3t pw' sslpassword='k3y pw'",
+])
+def test_redact_drops_every_secret_key(dsn: str) -> None:
+    shown = redact(dsn)
+    assert not any(secret in shown for secret in ("s3cr3t", "k3y")), shown
+    assert "host=db.example" in shown and "user=app" in shown
+    assert "password" not in shown
+
+
+@pytest.mark.parametrize("dsn, text", [
+    ("host=db password=s3cr3t-pw sslpassword=k3y-pw", "bad key: sslpassword k3y-pw, password s3cr3t-pw"),
+    # An unparsable DSN still has its secrets found and removed.
+    ("host=db password=s3cr3t-pw sslpassword=k3y-pw port==", "given host=db password=s3cr3t-pw sslpassword=k3y-pw"),
+    ("postgresql://app:s3cr3t-pw@db:bad:port/x", "invalid dsn postgresql://app:s3cr3t-pw@db:bad:port/x"),
+    # No DSN known: password-like pairs and URL passwords are removed anyway.
+    (None, "conninfo host=db password=s3cr3t-pw sslpassword='k3y-pw' and postgres://app:s3cr3t-pw@db/x"),
+])
+def test_scrub_removes_every_secret(dsn: str | None, text: str) -> None:
+    cleaned = scrub(text, dsn)
+    assert "s3cr3t" not in cleaned and "k3y" not in cleaned, cleaned
+
+
+
+
 @pytest.mark.parametrize("info, fragment", [
     (ServerInfo(timescaledb_version=None, license=None, extension_schema=None), "not installed"),
     (ServerInfo(timescaledb_version="2.23.0", license="apache", extension_schema="public"), "Apache"),
@@ -113,3 +140,30 @@ def test_stack_config_files_of_the_repo_are_valid() -> None:
         parsed[env] = parse_settings(raw)
     assert parsed["dev"].tables.keys() == parsed["prod"].tables.keys()
     assert parsed["dev"] != parsed["prod"]
+
+
+def test_pydantic_failures_never_echo_the_dsn_or_the_inputs() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from lifecycle_resources.resources.base import pydantic_failures
+
+    class Args(BaseModel):
+        table: str
+        chunk_interval: str
+        segment_by: list[str] = []
+        dsn: int | None = None  # a type no DSN passes, to make pydantic complain about the dsn field itself
+
+    news = {"chunk_interval": {"nested": DSN}, "segment_by": [{"x": DSN}], "dsn": DSN, "resource_name": "r"}
+    with pytest.raises(ValidationError) as info:
+        Args.model_validate(news)
+    failures = {f.property: f.reason for f in pydantic_failures(info.value, "r")}
+    assert set(failures) == {"table", "chunk_interval", "segment_by.0", "dsn"}
+    assert all("s3cr3t-pw" not in reason and "db.example" not in reason for reason in failures.values()), failures
+    assert failures["table"] == "r: table: Field required"
+    assert failures["dsn"].startswith("r: dsn=<secret>: ")
+
+    with pytest.raises(ValidationError) as info:
+        Args.model_validate({"table": "t", "chunk_interval": 7, "segment_by": ["a", 1]})
+    failures = {f.property: f.reason for f in pydantic_failures(info.value, None)}
+    assert failures["chunk_interval"] == "chunk_interval=7: Input should be a valid string"
+    assert failures["segment_by.1"] == "segment_by.1=1: Input should be a valid string"

@@ -1,7 +1,8 @@
-"""Short-lived connections with a brief retry, and DSNs that never leak their password."""
+"""Short-lived connections with a brief, bounded retry, and DSNs that never leak their secrets."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,33 +15,77 @@ from ..errors import DatabaseUnavailable, LifecycleError
 
 CONFIG_KEY = "lifecycle:dsn"
 DSN_ENV = "TSDB_DSN"  # the providers' last resort, after a resource's dsn input and CONFIG_KEY
+TIMEOUT_ENV = "LIFECYCLE_CONNECT_TIMEOUT"
+# Total seconds one connect() may take, retries included. The embedded server serves one connection at a
+# time, so a connection may legitimately wait in its queue for a while; a black-holed host must not stall a
+# preview for minutes per resource either.
+DEFAULT_CONNECT_TIMEOUT = 30.0
+# A refused connection (a server starting up) is retried a few times, briefly: 0.25 + 0.5 + 1 + 2 s.
 CONNECT_ATTEMPTS = 5
 FIRST_BACKOFF = 0.25
-# The embedded server serves one connection at a time: a connection may legitimately wait in its queue.
-CONNECT_TIMEOUT = 60
+MAX_BACKOFF = 2.0
+# libpq rounds a connect_timeout below 2 s up to 2 s.
+_MIN_ATTEMPT = 2
+
+# Conninfo keys whose values are secrets (libpq's password and sslpassword, and anything named like one).
+_SECRET_KEY = re.compile(r"password|secret|token", re.IGNORECASE)
+# key=value pairs of a conninfo or URL query as they may appear in free text.
+_SECRET_PAIR = re.compile(r"(\b[\w]*(?:password|secret|token)\w*\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]+)",
+                          re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
 
 
 def redact(dsn: str) -> str:
-    """The DSN without its password, for messages and logs."""
+    """The DSN without any secret (password, sslpassword, ...), for messages and logs."""
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<unparsable DSN>"
-    parts.pop("password", None)
-    return " ".join(f"{k}={v}" for k, v in sorted(parts.items()))
+    return " ".join(f"{k}={v}" for k, v in sorted(parts.items()) if not _secret_key(k))
 
 
-def scrub(text: str, dsn: str | None) -> str:
-    """Remove a DSN's password from free text (driver messages sometimes echo the conninfo)."""
-    if not dsn:
-        return text
+def endpoint(dsn: str) -> str:
+    """host:port the DSN connects to, as a person would name it (never the password)."""
     try:
-        password = conninfo_to_dict(dsn).get("password")
+        parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        password = None
-    if password:
-        text = text.replace(str(password), "***")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+        return "<unparsable DSN>"
+    host = parts.get("host") or parts.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
+    port = parts.get("port") or os.environ.get("PGPORT") or "5432"
+    hosts, ports = str(host).split(","), str(port).split(",")
+    return ", ".join(f"{h}:{ports[i] if i < len(ports) else ports[-1]}" for i, h in enumerate(hosts))
+
+
+def secrets_of(dsn: str) -> set[str]:
+    """Every secret value a DSN carries, parsable or not."""
+    found: set[str] = set()
+    try:
+        found |= {str(v) for k, v in conninfo_to_dict(dsn).items() if _secret_key(k) and v}
+    except psycopg.ProgrammingError:
+        pass
+    for m in _SECRET_PAIR.finditer(dsn):
+        found.add(m.group(2).strip("'"))
+    m = re.search(r"postgres(?:ql)?://[^:/@\s]*:([^@\s]*)@", dsn, re.IGNORECASE)
+    if m and m.group(1):
+        found.add(m.group(1))
+    return {s for s in found if s}
+
+
+def scrub(text: str, *dsns: str | None) -> str:
+    """Remove the DSNs' secrets from free text (driver messages sometimes echo the conninfo), and any
+    password-like key=value or URL password that is there anyway."""
+    for dsn in dsns:
+        if not isinstance(dsn, str) or not dsn:
+            continue
+        text = text.replace(dsn, redact(dsn))
+        for value in sorted(secrets_of(dsn), key=len, reverse=True):
+            text = text.replace(value, "***")
+    text = _SECRET_PAIR.sub(r"\1***", text)
+    return _URL_USERINFO.sub(r"\1***@", text)
 
 
 def validate_dsn(dsn: object) -> str | None:
@@ -54,10 +99,29 @@ def validate_dsn(dsn: object) -> str | None:
     return None
 
 
-@contextmanager
-def connect(dsn: str, *, attempts: int = CONNECT_ATTEMPTS) -> Iterator[psycopg.Connection]:
-    """Open an autocommit connection (transactions are explicit), retrying briefly; closed on exit.
+def connect_timeout() -> float:
+    """The total connect budget in seconds: $LIFECYCLE_CONNECT_TIMEOUT, else DEFAULT_CONNECT_TIMEOUT."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise LifecycleError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds (default "
+                             f"{DEFAULT_CONNECT_TIMEOUT:g})")
+    return value
 
+
+@contextmanager
+def connect(dsn: str, *, timeout: float | None = None,
+            attempts: int = CONNECT_ATTEMPTS) -> Iterator[psycopg.Connection]:
+    """Open an autocommit connection (transactions are explicit); closed on exit.
+
+    Retries briefly (a server starting up refuses connections for a moment), at most `attempts` times, and
+    gives up after `timeout` seconds in total (default: connect_timeout()), naming the host and port it
+    could not reach.
     Never pooled: the embedded server serves one connection at a time.
     """
     if not dsn:
@@ -66,22 +130,28 @@ def connect(dsn: str, *, attempts: int = CONNECT_ATTEMPTS) -> Iterator[psycopg.C
             f"export {DSN_ENV}=<dsn> (for the embedded server: {DSN_ENV}=$(lifecycle db dsn)), "
             "or give the resource a secret `dsn` input"
         )
+    budget = connect_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + budget
     delay = FIRST_BACKOFF
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
         try:
-            conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+            conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(_MIN_ATTEMPT, int(remaining)),
                                    application_name="timescale-lifecycle")
             break
         except psycopg.OperationalError as exc:
-            last = exc
-            if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
-    else:
-        raise DatabaseUnavailable(
-            f"cannot connect to {redact(dsn)} after {attempts} attempts: {scrub(str(last), dsn).strip()}"
-        ) from None
+            remaining = deadline - time.monotonic()
+            if attempt >= attempts or remaining - delay < _MIN_ATTEMPT:  # no time left for a whole attempt
+                took = budget - remaining
+                raise DatabaseUnavailable(
+                    f"cannot connect to {endpoint(dsn)} ({redact(dsn)}): {attempt} attempt"
+                    f"{'' if attempt == 1 else 's'} in {took:.1f} s (limit {budget:g} s, {TIMEOUT_ENV}): "
+                    f"{scrub(str(exc), dsn).strip()}"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
     try:
         yield conn
     finally:

@@ -95,13 +95,31 @@ def unwrap_secret(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _echo(field: str, err: Mapping[str, Any]) -> str:
+    """How a failure shows the offending value: scalars as given; never a secret field, a missing value
+    (pydantic reports the whole inputs dict there) or a container (it may hold the dsn)."""
+    value = err.get("input")
+    if err.get("type") == "missing":
+        return ""
+    if any(part == "dsn" or "password" in part for part in field.lower().split(".")):
+        return "=<secret>"
+    if isinstance(value, Mapping):
+        return " (given an object)"
+    if isinstance(value, list | tuple):
+        return f"={list(value)!r}" if all(isinstance(v, _SCALARS) for v in value) else " (given a list)"
+    return f"={value!r}" if isinstance(value, _SCALARS) else f" (given a {type(value).__name__})"
+
+
 def pydantic_failures(exc: ValidationError, resource: str | None) -> list[CheckFailure]:
+    """One CheckFailure per pydantic error, naming the field and (when it is safe to) the value."""
     failures = []
-    for err in exc.errors():
+    where = f"{resource}: " if resource else ""
+    for err in exc.errors(include_url=False, include_context=False):
         field = ".".join(str(p) for p in err["loc"]) or "inputs"
-        value = err.get("input")
-        where = f"{resource}: " if resource else ""
-        failures.append(CheckFailure(field, f"{where}{field}={value!r}: {err['msg']}"))
+        failures.append(CheckFailure(field, scrub(f"{where}{field}{_echo(field, err)}: {err['msg']}")))
     return failures
 
 
@@ -218,6 +236,14 @@ class LifecycleProvider(ResourceProvider, ABC):
 
     # -- check ------------------------------------------------------------------------------------
     def do_check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = self._check(olds, news)
+        # Whatever a failure quotes (a value, a driver message), it never carries a DSN's secrets.
+        dsns = (unwrap_secret(news.get("dsn")), self._config_dsn, os.environ.get(DSN_ENV))
+        for failure in result.failures or []:
+            failure.reason = scrub(failure.reason, *dsns)
+        return result
+
+    def _check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = dict(news)
         dsn_problem = validate_dsn(unwrap_secret(news.get("dsn"))) if news.get("dsn") is not None else None
         if dsn_problem and not is_unknown(news.get("dsn")):
