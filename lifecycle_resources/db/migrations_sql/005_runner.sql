@@ -200,9 +200,40 @@ BEGIN
 END
 $fn$;
 
+-- The rows of one chunk, estimated without reading it: TimescaleDB's approximate_row_count from the
+-- statistics (compressed chunks included); for a chunk never analyzed (reltuples -1, where that would say 0),
+-- the planner's estimate from its current size.
+CREATE OR REPLACE FUNCTION lifecycle._estimated_rows(p_chunk regclass)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_tuples real;
+    v_plan   json;
+    v_rows   bigint;
+    v_pages  bigint;
+BEGIN
+    SELECT c.reltuples INTO v_tuples FROM pg_catalog.pg_class c WHERE c.oid = p_chunk;
+    IF v_tuples >= 0 OR EXISTS (
+            SELECT 1 FROM _timescaledb_catalog.chunk k
+            JOIN pg_catalog.pg_class c ON c.relname = k.table_name
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = k.schema_name
+            WHERE c.oid = p_chunk AND k.compressed_chunk_id IS NOT NULL) THEN
+        EXECUTE format('SELECT %I.approximate_row_count($1)', lifecycle._extension_schema()) INTO v_rows
+            USING p_chunk;
+        RETURN v_rows;
+    END IF;
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY %s', lifecycle._relation_ident(p_chunk)) INTO v_plan;
+    -- The planner assumes at least 10 pages for a table never vacuumed: scale back to its real size.
+    v_pages := pg_catalog.pg_relation_size(p_chunk) / current_setting('block_size')::bigint;
+    RETURN round((v_plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric * v_pages / greatest(v_pages, 10))::bigint;
+END
+$fn$;
+
 -- What a run of a declaration would act on: the cutoff and the chunks older than it (retention: all of
--- them; compression: the uncompressed ones), with TimescaleDB's estimates of their rows and their sizes.
--- Reads statistics only: never counts rows.
+-- them; compression: the uncompressed ones), with estimates of their rows (_estimated_rows) and their sizes.
+-- Reads statistics and plans only: never counts rows.
 CREATE OR REPLACE FUNCTION lifecycle._execution_plan(
     p_decl lifecycle.policy_declarations,
     OUT hypertable regclass,
@@ -251,10 +282,10 @@ BEGIN
         WHERE NOT ch.is_compressed;
     END IF;
 
-    EXECUTE format('SELECT %I.approximate_row_count($1)', v_ext) INTO rows_before USING hypertable;
+    EXECUTE format('SELECT coalesce(sum(lifecycle._estimated_rows(c)), 0)::bigint FROM %I.show_chunks($1) c', v_ext)
+        INTO rows_before USING hypertable;
     bytes_before := lifecycle._hypertable_size(hypertable);
-    EXECUTE format('SELECT coalesce(sum(%I.approximate_row_count(c)), 0)::bigint FROM unnest($1) c', v_ext)
-        INTO chunk_rows USING chunks;
+    SELECT coalesce(sum(lifecycle._estimated_rows(c)), 0)::bigint INTO chunk_rows FROM unnest(chunks) c;
     EXECUTE format('SELECT coalesce(sum(d.total_bytes), 0)::bigint FROM %I.chunks_detailed_size($1) d '
                    'WHERE (quote_ident(d.chunk_schema) || ''.'' || quote_ident(d.chunk_name))::regclass '
                    '= ANY ($2)', v_ext)
