@@ -66,7 +66,8 @@ def build(dsn: str, rows: int, tables: list[str]) -> None:
             ident = sql.Identifier("bench", table)
             conn.execute(sql.SQL("CREATE TABLE {} (ts timestamptz NOT NULL, device int NOT NULL, value float8)")
                          .format(ident))
-            conn.execute("SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (f"bench.{table}",))
+            conn.execute("SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))",
+                         (f"bench.{table}",))
             conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = 'device')")
                          .format(ident))
             for day in range(60):  # a day per statement: bounded memory in the embedded server
@@ -76,7 +77,8 @@ def build(dsn: str, rows: int, tables: list[str]) -> None:
             conn.execute(sql.SQL("ANALYZE {}").format(ident))
             for kind, window in (("retention", '{"drop_after": "45 days"}'),
                                  ("compression", '{"compress_after": "7 days"}')):
-                conn.execute("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s::jsonb, NULL, 'bench', 'bench')",
+                conn.execute("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s::jsonb, NULL, "
+                             "'bench', 'bench')",
                              (f"{table}-{kind}", f"bench.{table}", kind, window))
 
 

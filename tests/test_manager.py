@@ -78,7 +78,8 @@ def test_cli_run_and_status(tsdb_dsn: str, lifecycle_schema: None, schema: str) 
 def test_cli_run_failure_exits_non_zero_and_is_recorded(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
     name, env = registered_table(tsdb_dsn, schema)
     sql_run(tsdb_dsn, "SELECT lifecycle.register_lifecycle_policy(%s, %s, 'retention', "
-                      "'{\"drop_after\": \"not an interval\"}', NULL, 'proj', 'test', %s)", (name, f"{schema}.ticks", env))
+                      "'{\"drop_after\": \"not an interval\"}', NULL, 'proj', 'test', %s)",
+            (name, f"{schema}.ticks", env))
     failed = lifecycle(tsdb_dsn, "run", "--policy", name)
     assert failed.returncode == 1
     assert "FAILED" in failed.stdout and "1 failed" in failed.stdout

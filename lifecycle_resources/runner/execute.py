@@ -1,6 +1,7 @@
 """Running one declared policy for `lifecycle run`: plan from TimescaleDB's statistics (never a count of the
-table), act in short transactions under the table's lifecycle lock (one per compressed chunk; one
-drop_chunks for retention), then record what happened. A failure is recorded, with the chunks already done.
+table), act in short transactions (one per compressed chunk; one drop_chunks for retention), all under the
+table's lifecycle lock (the one `pulumi up` takes), then record what happened. A failure is recorded, with
+the chunks already done.
 
 The SQL function lifecycle.execute_lifecycle_policy runs the same steps (the same SQL helpers of 005_runner.sql)
 in one transaction, for SQL users."""
@@ -8,7 +9,7 @@ in one transaction, for SQL users."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -42,8 +43,21 @@ def execute(conn: psycopg.Connection, name: str, stack: str | None, dry_run: boo
     """Run the live declaration `name` (of `stack`, when several stacks declare it) on an autocommit
     connection; return the lifecycle_executions row recorded. Unknown, removed or ambiguous names raise."""
     cur = conn.cursor(row_factory=dict_row)
-    key = _one(cur.execute("SELECT project, stack, policy_name, kind, parameters, registered_at "
+    key = _one(cur.execute("SELECT project, stack, policy_name, kind, parameters, registered_at, hypertable "
                            "FROM lifecycle._declaration(%s, %s)", (name, stack)))
+    # The session holds the table's lifecycle lock for the whole run (each step's transaction takes it again):
+    # an apply on the table waits for the run to end, and the run for the apply.
+    lock = f"lifecycle:{key['hypertable']}"
+    cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
+    try:
+        return _run(conn, cur, key, dry_run)
+    finally:
+        with suppress(psycopg.Error):  # a broken connection has released it already
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
+
+
+def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dict[str, Any],
+         dry_run: bool) -> dict[str, Any]:
     started = _one(cur.execute("SELECT clock_timestamp() AS t"))["t"]
     window_key = "drop_after" if key["kind"] == "retention" else "compress_after"
     details: dict[str, Any] = {"registered_at": key["registered_at"].isoformat(),
@@ -93,7 +107,8 @@ def execute(conn: psycopg.Connection, name: str, stack: str | None, dry_run: boo
 def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
     row = cur.fetchone()
     if row is None:
-        raise LifecycleError("the lifecycle schema returned no row where it always returns one: is 005_runner.sql applied?")
+        raise LifecycleError("the lifecycle schema returned no row where it always returns one: "
+                             "is 005_runner.sql applied?")
     return row
 
 

@@ -148,7 +148,7 @@ class DataLifecycleManager:
             if progress:
                 progress(i, len(chosen), status, None)
             with connect(self._dsn) as conn:
-                row = execute.execute(conn, status.policy_name, status.stack, dry_run)
+                row = execute.execute(conn, status.policy_name, status.stack or "", dry_run)
             execution = Execution.model_validate(row)
             results.append(execution)
             if progress:

@@ -156,8 +156,9 @@ BEGIN
 END
 $fn$;
 
--- The one declaration a run by name means: p_stack (a 'project/stack' label, a stack or an environment)
--- narrows it. Refuses, by name, an unknown, ambiguous or removed policy.
+-- The one declaration a run by name means: p_stack (a 'project/stack' label, a stack or an environment;
+-- '' for a declaration of no project and no stack) narrows it. Refuses, by name, an unknown, ambiguous or
+-- removed policy.
 CREATE OR REPLACE FUNCTION lifecycle._declaration(p_policy_name text, p_stack text DEFAULT NULL)
 RETURNS lifecycle.policy_declarations
 LANGUAGE plpgsql STABLE
@@ -175,7 +176,7 @@ BEGIN
     FROM lifecycle.policy_declarations d
     WHERE d.policy_name = p_policy_name
       AND (p_stack IS NULL OR lifecycle._stack_label(d.project, d.stack) = p_stack OR d.stack = p_stack
-           OR d.environment = p_stack);
+           OR d.environment = p_stack OR (p_stack = '' AND d.project = '' AND d.stack = ''));
     IF cardinality(v_found) = 0 THEN
         RAISE EXCEPTION 'lifecycle: no policy named % is declared%', quote_literal(p_policy_name),
             CASE WHEN p_stack IS NULL THEN '' ELSE ' in stack ' || quote_literal(p_stack) END
@@ -216,10 +217,10 @@ DECLARE
 BEGIN
     SELECT c.reltuples INTO v_tuples FROM pg_catalog.pg_class c WHERE c.oid = p_chunk;
     IF v_tuples >= 0 OR EXISTS (
-            SELECT 1 FROM _timescaledb_catalog.chunk k
-            JOIN pg_catalog.pg_class c ON c.relname = k.table_name
-            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = k.schema_name
-            WHERE c.oid = p_chunk AND k.compressed_chunk_id IS NOT NULL) THEN
+            SELECT 1 FROM pg_catalog.pg_class c
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            JOIN timescaledb_information.chunks ch ON ch.chunk_schema = n.nspname AND ch.chunk_name = c.relname
+            WHERE c.oid = p_chunk AND ch.is_compressed) THEN
         EXECUTE format('SELECT %I.approximate_row_count($1)', lifecycle._extension_schema()) INTO v_rows
             USING p_chunk;
         RETURN v_rows;
