@@ -46,7 +46,8 @@ def _timed(label: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - a tiny ti
 
 def old_function(conn: psycopg.Connection) -> None:
     """main 48ffa28's execute_lifecycle_policy (from 003), installed as bench.old_execute_lifecycle_policy."""
-    text = (Path(__file__).resolve().parent.parent / "sql" / "migrations" / "003_lifecycle_functions.sql").read_text()
+    text = (Path(__file__).resolve().parent.parent / "lifecycle_resources" / "db" / "migrations_sql"
+            / "003_lifecycle_functions.sql").read_text()
     start = text.index("CREATE OR REPLACE FUNCTION lifecycle.execute_lifecycle_policy(")
     body = text[start:text.index("$fn$;", start) + len("$fn$;")]
     conn.execute(body.replace("lifecycle.execute_lifecycle_policy(", "bench.old_execute_lifecycle_policy(").encode())
