@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import psycopg
 
 from .errors import LifecycleError
+
+if TYPE_CHECKING:  # the runner's imports wait until a command needs them
+    from .runner.manager import DataLifecycleManager
 
 
 SERVERS = ("embedded", "native")
@@ -137,7 +140,7 @@ def add_dsn_arguments(parser: argparse.ArgumentParser) -> None:
 def _status(args: argparse.Namespace) -> int:
     from .db.connection import connect
     from .runner import report
-    from .runner.manager import DataLifecycleManager, human_bytes
+    from .runner.manager import DataLifecycleManager
 
     dsn = _need_dsn(args)
     with connect(dsn) as conn:
@@ -152,20 +155,39 @@ def _status(args: argparse.Namespace) -> int:
         print("\n(the lifecycle schema is not installed: no declared policies or run history to show)")
         return 0
     manager = DataLifecycleManager(dsn)
-    rows = [(p.policy_name, p.kind, p.hypertable, p.environment or "", p.job_id,
-             "yes" if p.enabled else "no", p.last_status or "never run",
+    rows = [(p.policy_name, p.kind, p.hypertable, p.stack or "", p.job_id,
+             "yes" if p.enabled else "removed", p.last_status or "never run",
              p.last_started_at.strftime("%Y-%m-%d %H:%M") if p.last_started_at else "",
              p.next_due.strftime("%Y-%m-%d %H:%M") if p.next_due else "")
             for p in manager.status(args.stack)]
     print("\nLifecycle policies (lifecycle.lifecycle_policy_status)")
-    print(report.render_table(["policy", "kind", "hypertable", "env", "job", "enabled", "last status",
+    print(report.render_table(["policy", "kind", "hypertable", "stack", "job", "declared", "last status",
                                "last run", "next due"], rows))
-    stats = [(c.hypertable, c.total_chunks, c.compressed_chunks, human_bytes(c.before_bytes),
-              human_bytes(c.after_bytes), "" if c.compression_ratio is None else f"{c.compression_ratio:.2f}x",
-              "" if c.space_saved_pct is None else f"{c.space_saved_pct:.1f}%")
-             for c in manager.compression()]
-    print("\nCompression (lifecycle.compression_statistics)")
-    print(report.render_table(["hypertable", "chunks", "compressed", "before", "after", "ratio", "saved"], stats))
+    print("\nStatistics (lifecycle.get_lifecycle_statistics)")
+    print(_statistics_table(manager, None))
+    return 0
+
+
+def _statistics_table(manager: DataLifecycleManager, table: str | None) -> str:
+    from .runner import report
+    from .runner.manager import human_bytes
+
+    rows = [(s["hypertable"], s["total_chunks"], s["compressed_chunks"], human_bytes(s["before_bytes"]),
+             human_bytes(s["after_bytes"]), "-" if s["compression_ratio"] is None else f"{s['compression_ratio']:.2f}x",
+             s["policies"], s["executions"], s["failed_executions"], s["chunks_dropped"], s["chunks_compressed"],
+             s["last_execution_at"].strftime("%Y-%m-%d %H:%M") if s["last_execution_at"] else "")
+            for s in manager.statistics(table)]
+    return report.render_table(
+        ["hypertable", "chunks", "compressed", "compressed before", "compressed after", "ratio", "policies",
+         "runs", "failed", "chunks dropped", "chunks compressed", "last run"], rows) + (
+        "\n(compressed before/after: the compressed chunks only, before and after compression; "
+        "policies: live declarations)")
+
+
+def _statistics(args: argparse.Namespace) -> int:
+    from .runner.manager import DataLifecycleManager
+
+    print(_statistics_table(DataLifecycleManager(_need_dsn(args)), args.table))
     return 0
 
 
@@ -236,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_dsn_arguments(status)
     status.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
     status.set_defaults(func=_status, state_dir=None)
+
+    stats = sub.add_parser("statistics", help="per hypertable: chunks, compression, live policies, runs "
+                                               "(lifecycle.get_lifecycle_statistics)")
+    add_dsn_arguments(stats)
+    stats.add_argument("--table", default=None, help="only this hypertable (schema.table)")
+    stats.set_defaults(func=_statistics, state_dir=None)
 
     run = sub.add_parser("run", help="execute the due lifecycle policies (or one) and record what they did")
     add_dsn_arguments(run)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "lifecycle_resources" / "db" / "migrations_sql"
 MIGRATION_FILES = ("001_lifecycle_tables.sql", "002_lifecycle_views.sql", "003_lifecycle_functions.sql",
-                   "004_safe_cleanup.sql")
+                   "004_safe_cleanup.sql", "005_runner.sql")
 
 ROWS = 40 * 24 * 6 + 1  # every 10 minutes over 40 days, both ends included
 
@@ -73,7 +73,7 @@ class Hypertable:
     """A hypertable of a test's own: `rel` is its quoted name (for ::regclass), `label` 'schema.table'."""
 
     def __init__(self, dsn: str, schema: str, table: str = "readings", time_col: str = "ts",
-                 compress: bool = False) -> None:
+                 compress: bool = False, analyze: bool = True) -> None:
         self.dsn, self.schema, self.table, self.time_col = dsn, schema, table, time_col
         self.ident = sql.Identifier(schema, table)
         self.rel = f"{quote_ident(schema)}.{quote_ident(table)}"
@@ -88,6 +88,8 @@ class Hypertable:
                          .format(self.ident))
             if compress:
                 conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress)").format(self.ident))
+            if analyze:  # runs report estimated rows: with fresh statistics they are these small tables' counts
+                conn.execute(sql.SQL("ANALYZE {}").format(self.ident))
 
     def count(self) -> int:
         return value(self.dsn, sql.SQL("SELECT count(*) FROM {}").format(self.ident))
@@ -137,6 +139,13 @@ class Hypertable:
         extra = "".join(f", p_{k} => %s" for k in named)
         return value(self.dsn, f"SELECT lifecycle.create_lifecycle_{kind}_policy(%s::regclass, %s, "
                                f"%s::interval{extra})", (self.rel, window, schedule, *named.values()))
+
+    def declare(self, policy_name: str, kind: str, parameters: str, stack: str = "", job_id: int | None = None,
+                enabled: bool = True) -> bool:
+        """A declaration recorded by hand (register_lifecycle_policy touches no job)."""
+        return value(self.dsn, "SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s::jsonb, %s, %s, %s, "
+                               "%s, %s)", (policy_name, self.label, kind, parameters, job_id,
+                                           *(stack.split("/", 1) if "/" in stack else ("", stack)), None, enabled))
 
     def execute(self, policy_name: str, dry_run: bool = False) -> dict[str, Any]:
         return one(self.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s, %s)", (policy_name, dry_run))
@@ -207,6 +216,13 @@ def test_migrations_create_the_schema_and_rerun_cleanly(dsn: str) -> None:
         "count_cleanup_matches(p_rule_name text, p_hypertable regclass, p_column name, p_check text, "
         "p_min numeric DEFAULT NULL::numeric, p_max numeric DEFAULT NULL::numeric, "
         "p_allowed text[] DEFAULT NULL::text[])": "bigint",
+        "execute_lifecycle_policy(p_policy_name text, p_dry_run boolean, p_stack text)":
+            "lifecycle.lifecycle_executions",
+        "register_lifecycle_policy(p_policy_name text, p_hypertable text, p_kind text, p_parameters jsonb, "
+        "p_job_id integer, p_project text DEFAULT ''::text, p_stack text DEFAULT ''::text, "
+        "p_environment text DEFAULT NULL::text, p_enabled boolean DEFAULT true)": "boolean",
+        "unregister_lifecycle_policy(p_policy_name text, p_project text DEFAULT ''::text, "
+        "p_stack text DEFAULT ''::text)": "boolean",
         "get_lifecycle_statistics(p_hypertable regclass DEFAULT NULL::regclass)":
             "TABLE(hypertable text, total_chunks integer, compressed_chunks integer, before_bytes bigint, "
             "after_bytes bigint, compression_ratio numeric, policies integer, executions integer, "
@@ -245,14 +261,15 @@ def test_create_retention_policy_adds_then_alters_the_same_job(ht: Hypertable) -
     [reg] = ht.registrations(name)
     assert (reg["hypertable"], reg["kind"], reg["job_id"], reg["stack"], reg["environment"], reg["enabled"]) == (
         ht.label, "retention", job_id, "dev-stack", "dev", True)
-    assert reg["parameters"] == {"drop_after": "30 days", "schedule_interval": "1 day"}
+    assert reg["parameters"] == {"drop_after": "30 days", "schedule_interval": "1 day", "scheduled": True}
 
     # A new window and schedule: the same job, altered in place.
     assert ht.retention("20 days", "6 hours") == job_id
     [job] = ht.jobs("policy_retention")
     assert job["config"]["drop_after"] == "20 days"
     assert job["schedule_interval"] == dt.timedelta(hours=6)
-    assert ht.registrations(name)[-1]["parameters"] == {"drop_after": "20 days", "schedule_interval": "06:00:00"}
+    assert ht.registrations(name)[-1]["parameters"] == {"drop_after": "20 days", "schedule_interval": "06:00:00",
+                                                         "scheduled": True}
 
     # The same window spelt differently is no change: the job's config keeps its spelling.
     assert ht.retention("480 hours") == job_id
@@ -261,7 +278,7 @@ def test_create_retention_policy_adds_then_alters_the_same_job(ht: Hypertable) -
     regs = ht.registrations(name)
     assert len(regs) == 3
     # The registration records the declaration, as the database prints it.
-    assert regs[-1]["parameters"] == {"drop_after": "480:00:00", "schedule_interval": "06:00:00"}
+    assert regs[-1]["parameters"] == {"drop_after": "480:00:00", "schedule_interval": "06:00:00", "scheduled": True}
     assert regs[0]["registered_at"] < regs[1]["registered_at"] < regs[2]["registered_at"]
 
 
@@ -271,14 +288,15 @@ def test_create_compression_policy_adds_then_alters_the_same_job(cht: Hypertable
     [job] = cht.jobs("policy_compression")
     assert job["job_id"] == job_id and job["config"]["compress_after"] == "7 days"
     assert cht.registrations(name)[0]["parameters"] == {"compress_after": "7 days",
-                                                         "schedule_interval": "12:00:00"}
+                                                         "schedule_interval": "12:00:00", "scheduled": True}
     assert cht.registrations(name)[0]["kind"] == "compression"
 
     assert cht.compression("P14D", "1 day", policy_name=name) == job_id
     [job] = cht.jobs("policy_compression")
     assert job["config"]["compress_after"] == "14 days" and job["schedule_interval"] == dt.timedelta(days=1)
     regs = cht.registrations(name)
-    assert len(regs) == 2 and regs[-1]["parameters"] == {"compress_after": "14 days", "schedule_interval": "1 day"}
+    assert len(regs) == 2 and regs[-1]["parameters"] == {"compress_after": "14 days", "schedule_interval": "1 day",
+                                                         "scheduled": True}
     assert cht.registrations(f"compression:{cht.label}") == []
 
 
@@ -320,6 +338,7 @@ def test_integer_time_hypertables_take_integer_windows(dsn: str, schema: str) ->
     sql_run(dsn, sql.SQL("CREATE TABLE {} (seq bigint NOT NULL, v int)").format(ident))
     sql_run(dsn, "SELECT create_hypertable(%s::regclass, by_range('seq', 100))", (rel,))
     sql_run(dsn, sql.SQL("INSERT INTO {} SELECT g, 1 FROM generate_series(0, 999) g").format(ident))
+    sql_run(dsn, sql.SQL("ANALYZE {}").format(ident))
 
     message = refused(dsn, "SELECT lifecycle.create_lifecycle_retention_policy(%s::regclass, '300')", (rel,))
     assert f"{schema}.events" in message and "integer_now" in message
@@ -402,7 +421,9 @@ def test_execute_compression_compresses_the_old_chunks(cht: Hypertable) -> None:
     assert result["status"] == "succeeded", result["error"]
     assert result["chunks_affected"] == len(candidates)
     assert sorted(result["details"]["chunks"]) == sorted(candidates)
-    assert result["rows_before"] == result["rows_after"] == total == cht.count()
+    # Estimates (two chunks are compressed): close to the count, and flagged as estimates.
+    assert result["rows_before"] == result["rows_after"] and abs(result["rows_before"] - total) < total // 20
+    assert result["rows_estimated"] is True and total == cht.count()
     state = cht.compressed()
     assert all(state[c] for c in old)
     assert not any(compressed for chunk, compressed in state.items() if chunk not in old)
@@ -450,8 +471,7 @@ def test_dry_runs_change_nothing(cht: Hypertable) -> None:
 
 def test_a_failure_is_logged_and_leaves_the_data_alone(ht: Hypertable) -> None:
     name = f"garbage-{ht.schema}"
-    sql_run(ht.dsn, "INSERT INTO lifecycle.lifecycle_policies (policy_name, hypertable, kind, parameters) "
-                    "VALUES (%s, %s, 'retention', '{\"drop_after\": \"banana\"}')", (name, ht.label))
+    ht.declare(name, "retention", '{"drop_after": "banana"}')
     chunks, total = ht.chunks(), ht.count()
 
     result = ht.execute(name)  # logged, not raised
@@ -500,23 +520,114 @@ def test_unknown_policy_names_are_refused(dsn: str, schema: str) -> None:
                  (f"nope-{schema}",)) == 0
 
 
-def test_executions_re_register_week_old_declarations(ht: Hypertable) -> None:
-    stale, fresh = f"stale-{ht.schema}", f"retention:{ht.label}"
-    sql_run(ht.dsn, "INSERT INTO lifecycle.lifecycle_policies (registered_at, policy_name, hypertable, kind, "
-                    "parameters, stack, environment) VALUES (now() - interval '8 days', %s, %s, 'retention', "
-                    "'{\"drop_after\": \"39 days\"}', 's', 'e')", (stale, ht.label))
+def test_registry_declarations_outlive_the_history_retention(ht: Hypertable) -> None:
+    """Retention on lifecycle_policies (the history) drops old rows: the current declaration stays."""
+    name = f"retention:{ht.label}"
     ht.retention("30 days")
+    sql_run(ht.dsn, "DELETE FROM lifecycle.lifecycle_policies WHERE policy_name = %s", (name,))  # as drop_chunks would
+    assert value(ht.dsn, "SELECT enabled FROM lifecycle.lifecycle_policy_status WHERE policy_name = %s", (name,))
+    assert ht.execute(name)["status"] == "succeeded"
+    assert ht.registrations(name) == []  # a run writes no heartbeat into the history
 
-    ht.execute(stale, dry_run=True)
-    first, heartbeat = ht.registrations(stale)
-    assert heartbeat["registered_at"] > first["registered_at"] + dt.timedelta(days=7)
-    assert {k: v for k, v in heartbeat.items() if k != "registered_at"} == {
-        k: v for k, v in first.items() if k != "registered_at"}
-    assert value(ht.dsn, "SELECT now() - %s < interval '1 minute'", (heartbeat["registered_at"],))
 
-    ht.execute(stale, dry_run=True)  # the heartbeat is fresh now: no new row
-    ht.execute(fresh)
-    assert len(ht.registrations(stale)) == 2 and len(ht.registrations(fresh)) == 1
+def test_registry_unchanged_declarations_append_no_history(ht: Hypertable) -> None:
+    name = f"decl-{ht.schema}"
+    assert ht.declare(name, "retention", '{"drop_after": "30 days"}') is True
+    assert ht.declare(name, "retention", '{"drop_after": "30 days"}') is False
+    assert ht.declare(name, "retention", '{"drop_after": "31 days"}') is True
+    assert [r["parameters"]["drop_after"] for r in ht.registrations(name)] == ["30 days", "31 days"]
+
+
+def test_execute_refuses_a_removed_policy(ht: Hypertable) -> None:
+    name = f"retention:{ht.label}"
+    ht.retention("30 days")
+    assert value(ht.dsn, "SELECT lifecycle.unregister_lifecycle_policy(%s)", (name,)) is True
+    chunks = ht.chunks()
+    message = refused(ht.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s)", (name,))
+    assert f"policy '{name}' was removed" in message and "it is not run" in message
+    assert ht.chunks() == chunks and ht.executions(name) == []
+    status = one(ht.dsn, "SELECT enabled FROM lifecycle.lifecycle_policy_status WHERE policy_name = %s", (name,))
+    assert status["enabled"] is False
+    assert [r["enabled"] for r in ht.registrations(name)] == [True, False]
+
+
+def test_registry_scoped_by_project_and_stack(ht: Hypertable) -> None:
+    """One policy name in two stacks (and a project): three declarations, never mixed up."""
+    name = f"metrics-retention-{ht.schema}"
+    for stack, window in (("proj/dev", "30 days"), ("proj/prod", "35 days"), ("other/dev", "39 days")):
+        ht.declare(name, "retention", f'{{"drop_after": "{window}"}}', stack=stack)
+    status = {r["stack"]: r["parameters"]["drop_after"] for r in rows(
+        ht.dsn, "SELECT stack, parameters FROM lifecycle.lifecycle_policy_status WHERE policy_name = %s", (name,))}
+    assert status == {"proj/dev": "30 days", "proj/prod": "35 days", "other/dev": "39 days"}
+
+    message = refused(ht.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s)", (name,))
+    assert "declared by several stacks" in message and "proj/dev" in message and "proj/prod" in message
+    message = refused(ht.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s, true, 'dev')", (name,))
+    assert "several stacks (other/dev, proj/dev)" in message
+
+    prod = one(ht.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s, false, 'proj/prod')", (name,))
+    assert (prod["status"], prod["stack"], prod["details"]["drop_after"]) == ("succeeded", "proj/prod", "35 days")
+    last = {r["stack"]: r["last_status"] for r in rows(
+        ht.dsn, "SELECT stack, last_status FROM lifecycle.lifecycle_policy_status WHERE policy_name = %s", (name,))}
+    assert last == {"proj/dev": None, "proj/prod": "succeeded", "other/dev": None}
+
+
+def test_registry_unscheduled_jobs_stay_declared(ht: Hypertable) -> None:
+    """scheduled => false hands the job to the runner: the declaration stays live (and due)."""
+    name = f"retention:{ht.label}"
+    job_id = ht.retention("30 days")
+    sql_run(ht.dsn, "SELECT alter_job(%s, scheduled => false)", (job_id,))
+    ht.retention("30 days")
+    s = one(ht.dsn, "SELECT enabled, parameters, next_due <= now() AS due FROM lifecycle.lifecycle_policy_status "
+                    "WHERE policy_name = %s", (name,))
+    assert (s["enabled"], s["parameters"]["scheduled"], s["due"]) == (True, False, True)
+
+
+def test_execute_reports_estimates_without_scanning_the_table(ht: Hypertable) -> None:
+    """No count of the table: the chunks a retention run keeps are not scanned at all."""
+    name = f"retention:{ht.label}"
+    ht.retention("30 days")
+    kept = [c for c in ht.chunks() if c not in ht.chunks("30 days")]
+    scans = sql.SQL("SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) AS n FROM pg_stat_user_tables "
+                    "WHERE relid = ANY ({}::regclass[])").format(sql.Literal(kept))
+    before = value(ht.dsn, scans)
+    result = ht.execute(name)
+    assert result["status"] == "succeeded", result["error"]
+    assert result["rows_estimated"] is True and result["rows_before"] == ROWS
+    assert value(ht.dsn, scans) == before
+
+
+def test_execute_estimates_rows_of_tables_never_analyzed(dsn: str, schema: str) -> None:
+    """Without statistics (approximate_row_count says 0) the planner's estimate stands in: not 0, not a count."""
+    fresh = Hypertable(dsn, schema, analyze=False)
+    name = f"retention:{fresh.label}"
+    fresh.retention("30 days")
+    result = fresh.execute(name, dry_run=True)
+    assert result["rows_estimated"] is True
+    assert ROWS / 3 < result["rows_before"] < ROWS * 3, result
+    assert 0 < result["rows_before"] - result["rows_after"] < result["rows_before"]
+
+
+def test_execute_steps_take_the_providers_table_lock(cht: Hypertable) -> None:
+    """Dropping and compressing chunks take the advisory lock reconcile/locks.py takes for `pulumi up`."""
+    from lifecycle_resources.identifiers import TableName
+    from lifecycle_resources.reconcile.locks import lock_table
+
+    # pid is NULL in the embedded (single-process) server
+    held = ("SELECT classid, objid FROM pg_locks WHERE locktype = 'advisory' "
+            "AND coalesce(pid, pg_backend_pid()) = pg_backend_pid()")
+    first = cht.chunks()[0]  # the embedded server serves one connection at a time: read it before
+    with psycopg.connect(cht.dsn) as conn:  # not autocommit: each block below is one transaction
+        lock_table(conn, TableName(schema=cht.schema, name=cht.table))
+        provider = conn.execute(held).fetchall()
+        conn.rollback()
+        conn.execute("SELECT lifecycle._compress_chunk(%s::regclass, %s::regclass)", (cht.rel, first))
+        compressing = conn.execute(held).fetchall()
+        conn.rollback()
+        conn.execute("SELECT lifecycle._drop_chunks(%s::regclass, '30 days', 'interval')", (cht.rel,))
+        dropping = conn.execute(held).fetchall()
+        conn.rollback()
+    assert len(provider) == 1 and compressing == dropping == provider
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,10 +838,7 @@ def test_policy_status_and_next_due(ht: Hypertable) -> None:
     assert s["next_due"] == done["finished_at"] + dt.timedelta(hours=4)
 
     # Neither a job nor a registered schedule: one day.
-    sql_run(ht.dsn, "INSERT INTO lifecycle.lifecycle_policies (registered_at, policy_name, hypertable, kind, "
-                    "parameters) VALUES (clock_timestamp(), %s, %s, 'retention', "
-                    "'{\"drop_after\": \"30 days\", \"schedule_interval\": \"not an interval\"}')",
-            (name, ht.label))
+    ht.declare(name, "retention", '{"drop_after": "30 days", "schedule_interval": "not an interval"}', stack="prod")
     s = status()
     assert s["job_id"] is None and s["parameters"]["schedule_interval"] == "not an interval"
     assert s["next_due"] == done["finished_at"] + dt.timedelta(days=1)
@@ -749,8 +857,7 @@ def test_get_lifecycle_statistics(dsn: str, schema: str) -> None:
     cht.execute(retention, dry_run=True)
     cht.execute(retention)
     cht.execute(compression)
-    sql_run(dsn, "INSERT INTO lifecycle.lifecycle_policies (policy_name, hypertable, kind, parameters) "
-                 "VALUES (%s, %s, 'retention', '{\"drop_after\": \"x\"}')", (f"bad-{schema}", cht.label))
+    cht.declare(f"bad-{schema}", "retention", '{"drop_after": "x"}')
     failed = cht.execute(f"bad-{schema}")
     assert failed["status"] == "failed"
 

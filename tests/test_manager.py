@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from lifecycle_resources.db.connection import connect
 from lifecycle_resources.errors import LifecycleError
+from lifecycle_resources.resources.policy import unregister
 from lifecycle_resources.runner.manager import DataLifecycleManager
 from tests.conftest import REPO, sql_run
 
@@ -69,14 +72,14 @@ def test_cli_run_and_status(tsdb_dsn: str, lifecycle_schema: None, schema: str) 
     assert again.returncode == 0 and "nothing due" in again.stdout
     status = lifecycle(tsdb_dsn, "status", "--stack", env)
     assert status.returncode == 0, status.stderr
-    assert name in status.stdout and "succeeded" in status.stdout and "Compression" in status.stdout
+    assert name in status.stdout and "succeeded" in status.stdout and "Statistics" in status.stdout
 
 
 def test_cli_run_failure_exits_non_zero_and_is_recorded(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
     name, env = registered_table(tsdb_dsn, schema)
-    sql_run(tsdb_dsn, "INSERT INTO lifecycle.lifecycle_policies (registered_at, policy_name, hypertable, kind, "
-                      "parameters, environment) VALUES (clock_timestamp(), %s, %s, 'retention', "
-                      "'{\"drop_after\": \"not an interval\"}', %s)", (name, f"{schema}.ticks", env))
+    sql_run(tsdb_dsn, "SELECT lifecycle.register_lifecycle_policy(%s, %s, 'retention', "
+                      "'{\"drop_after\": \"not an interval\"}', NULL, 'proj', 'test', %s)",
+            (name, f"{schema}.ticks", env))
     failed = lifecycle(tsdb_dsn, "run", "--policy", name)
     assert failed.returncode == 1
     assert "FAILED" in failed.stdout and "1 failed" in failed.stdout
@@ -84,3 +87,69 @@ def test_cli_run_failure_exits_non_zero_and_is_recorded(tsdb_dsn: str, lifecycle
         ("failed",)]
     assert sql_run(tsdb_dsn, f'SELECT count(*) FROM "{schema}".ticks') == [(480,)]
 
+
+
+def test_manager_refuses_a_removed_policy(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    name, env = registered_table(tsdb_dsn, schema)
+    with connect(tsdb_dsn) as conn, conn.transaction():
+        unregister(conn, {"resource_name": name, "registration": {"project": "proj", "stack": "test"}})
+    manager = DataLifecycleManager(tsdb_dsn)
+    assert manager.due(env) == []
+    with pytest.raises(LifecycleError, match=f"lifecycle policy '{name}' was removed from stack proj/test .*not run"):
+        manager.run(policy=name)
+    cli = lifecycle(tsdb_dsn, "run", "--policy", name)
+    assert cli.returncode == 1 and "was removed from stack proj/test" in cli.stderr
+    assert sql_run(tsdb_dsn, "SELECT count(*) FROM lifecycle.lifecycle_executions WHERE policy_name = %s",
+                   (name,)) == [(0,)]
+    assert sql_run(tsdb_dsn, f'SELECT count(*) FROM "{schema}".ticks') == [(480,)]
+    status = lifecycle(tsdb_dsn, "status", "--stack", env)
+    assert status.returncode == 0 and name in status.stdout and "removed" in status.stdout
+
+
+def test_manager_compresses_chunk_by_chunk(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    """Each chunk is compressed in a transaction of its own: a failure on the 4th keeps the 3 done before it."""
+    rel = f'"{schema}".ticks'
+    sql_run(tsdb_dsn, f"CREATE TABLE {rel} (ts timestamptz NOT NULL, v int)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (rel,))
+    sql_run(tsdb_dsn, f"INSERT INTO {rel} SELECT now() - g * interval '1 hour', g FROM generate_series(1, 480) g")
+    sql_run(tsdb_dsn, f"ALTER TABLE {rel} SET (timescaledb.compress)")
+    name = f"{schema}-compression"
+    sql_run(tsdb_dsn, "SELECT lifecycle.create_lifecycle_compression_policy(%s::regclass, '7 days', NULL, "
+                      "'proj/test', %s, %s)", (rel, schema, name))
+    old = [r[0] for r in sql_run(tsdb_dsn, "SELECT c::text FROM show_chunks(%s::regclass, older_than => "
+                                           "interval '7 days') c", (rel,))]
+    assert len(old) > 4
+    sql_run(tsdb_dsn, "SELECT _timescaledb_functions.freeze_chunk(%s::regclass)", (old[3],))
+
+    [run] = DataLifecycleManager(tsdb_dsn).run(policy=name)
+    assert run.status == "failed" and "frozen" in (run.error or "")
+    assert run.chunks_affected == 3
+    compressed = {f"{s}.{c}" for s, c in sql_run(
+        tsdb_dsn, "SELECT chunk_schema, chunk_name FROM timescaledb_information.chunks WHERE hypertable_schema = %s "
+                  "AND is_compressed", (schema,))}
+    assert compressed == set(old[:3])
+    [(details,)] = sql_run(tsdb_dsn, "SELECT details FROM lifecycle.lifecycle_executions WHERE policy_name = %s",
+                           (name,))
+    assert details["chunks"] == old[:3] and details["planned_chunks"] == old[3:]
+    assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {rel}") == [(480,)]
+
+
+def test_manager_statistics_count_live_policies(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    name, env = registered_table(tsdb_dsn, schema)
+    manager = DataLifecycleManager(tsdb_dsn)
+    assert manager.statistics(f'"{schema}".ticks')[0]["policies"] == 1
+    with connect(tsdb_dsn) as conn, conn.transaction():
+        unregister(conn, {"resource_name": name, "registration": {"project": "proj", "stack": "test"}})
+    assert manager.statistics(f'"{schema}".ticks')[0]["policies"] == 0
+
+
+def test_cli_statistics(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    name, env = registered_table(tsdb_dsn, schema)
+    assert lifecycle(tsdb_dsn, "run", "--policy", name).returncode == 0
+    out = lifecycle(tsdb_dsn, "statistics", "--table", f"{schema}.ticks")
+    assert out.returncode == 0, out.stderr
+    [line] = [ln for ln in out.stdout.splitlines() if ln.startswith(f"{schema}.ticks")]
+    assert re.split(r"\s{2,}", line)[6:9] == ["1", "1", "0"]  # policies, runs, failed
+    assert "compressed chunks only" in out.stdout
+    status = lifecycle(tsdb_dsn, "status")
+    assert "lifecycle.get_lifecycle_statistics" in status.stdout and f"{schema}.ticks" in status.stdout

@@ -30,11 +30,7 @@ class PolicyKind:
     window_key: str        # the config key holding the window: compress_after, drop_after
     other_window_keys: tuple[str, ...]  # alternatives TimescaleDB accepts in its place
     default_schedule: str
-    word: str              # lifecycle.lifecycle_policies.kind
-
-    @property
-    def register_function(self) -> str:
-        return f"create_lifecycle_{self.word}_policy"
+    word: str              # lifecycle.policy_declarations.kind
 
 
 COMPRESSION = PolicyKind("CompressionPolicy", "policy_compression", "add_compression_policy", "compress_after",
@@ -156,7 +152,7 @@ class Registered:
     name: str
 
     def describe(self) -> str:
-        return f"register {self.name} in lifecycle.lifecycle_policies"
+        return f"register {self.name} in lifecycle.policy_declarations"
 
 
 JobOperation = AddJob | AlterJob | DeleteJob

@@ -7,13 +7,13 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import psycopg
-from psycopg import sql
+from psycopg.types.json import Jsonb
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
-from ..errors import InputError
+from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
 from ..reconcile import jobs
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
@@ -138,11 +138,14 @@ class PolicyProvider(LifecycleProvider):
                 jobs.execute(op, conn, info)
             self.record_owner(conn, self._object(target.table), props)
             done: list[Any] = [*filter(None, [claim]), *ops]
-            registered = register(conn, self.kind_spec, target.table, declared, props)
+            after = jobs.read_jobs(conn, self.kind_spec, target.table)
+            if len(after) != 1:  # raised inside the transaction: nothing above is kept
+                raise LifecycleError(
+                    f"{args.resource_name}: after {described(done) or 'no change'}, {target.table} has "
+                    f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected exactly one")
+            registered = register(conn, self.kind_spec, target.table, declared, after[0].job_id, props)
             if registered:
                 done.append(jobs.Registered(self.kind_spec, target.table, registered))
-            after = jobs.read_jobs(conn, self.kind_spec, target.table)
-        assert len(after) == 1, f"{target.table}: expected one {self.kind_spec.resource} job, found {after}"
         return self._presented(after[0], declared), bool(actual), described(done)
 
     @staticmethod
@@ -231,7 +234,7 @@ class PolicyProvider(LifecycleProvider):
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
-            unregister(conn, props.get("resource_name"))
+            unregister(conn, props)
             if not self.let_go(conn, self._object(table), props):
                 return
             for job in jobs.read_jobs(conn, self.kind_spec, table):
@@ -244,34 +247,47 @@ def _recorded_before_job_fields(field: str, old: Any, new: Any) -> bool:
     return field in ("paused", "fixed_schedule") and old is None and new is False
 
 
-def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
-             props: dict[str, Any]) -> str | None:
-    """Record the declared policy in the lifecycle schema, when the database has it (LifecycleSchema)."""
-    signature = f"lifecycle.{kind.register_function}(regclass,text,interval,text,text,text)"
-    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
-    if not row or not row[0]:
-        return None
+def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(project, stack, environment) of a policy's registration; states written before 005 carried
+    {"stack": "<project>/<stack>", "environment": <stack>}."""
     reg = props.get("registration") or {}
+    project, stack = reg.get("project"), reg.get("stack") or ""
+    if project is None:
+        project, _, rest = stack.partition("/") if "/" in stack else ("", "", stack)
+        stack = rest
+    return project or "", stack, reg.get("environment")
+
+
+def _has_registry(conn: psycopg.Connection) -> bool:
+    """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
+    row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,integer,"
+                       "text,text,text,boolean)') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
+             job_id: int | None, props: dict[str, Any]) -> str | None:
+    """Record the declaration (no job is touched: the provider converged it) in the caller's transaction;
+    its name when the declaration changed, None when unchanged or when the database has no lifecycle schema."""
+    if not _has_registry(conn):
+        return None
+    project, stack, environment = registration_scope(props)
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
-    conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, {}::interval, {}, {}, {})")
-                 .format(sql.Identifier("lifecycle", kind.register_function), sql.Literal(table.schema),
-                         sql.Literal(table.name), sql.Literal(declared.window.text if declared.window else None),
-                         sql.Literal(declared.schedule_interval.text), sql.Literal(reg.get("stack")),
-                         sql.Literal(reg.get("environment")), sql.Literal(name)))
-    return name
+    parameters = {kind.window_key: declared.window.text if declared.window else None,
+                  "schedule_interval": declared.schedule_interval.text, "scheduled": declared.scheduled}
+    row = conn.execute("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s, %s, %s, %s, %s, true)",
+                       (name, table.qualified, kind.word, Jsonb(parameters), job_id, project, stack,
+                        environment)).fetchone()
+    return name if row and row[0] else None
 
 
-def unregister(conn: psycopg.Connection, name: str | None) -> None:
-    """Append a disabled registration, so the lifecycle views show the policy as removed."""
-    row = conn.execute("SELECT to_regclass('lifecycle.lifecycle_policies') IS NOT NULL").fetchone()
-    if not name or not row or not row[0]:
+def unregister(conn: psycopg.Connection, props: dict[str, Any]) -> None:
+    """Mark the declaration removed (its history keeps it), so the runner no longer runs it."""
+    name = props.get("resource_name")
+    if not name or not _has_registry(conn):
         return
-    conn.execute(
-        """INSERT INTO lifecycle.lifecycle_policies
-                   (policy_name, hypertable, kind, parameters, stack, environment, job_id, enabled)
-           SELECT policy_name, hypertable, kind, parameters, stack, environment, job_id, false
-             FROM lifecycle.lifecycle_policies WHERE policy_name = %s
-            ORDER BY registered_at DESC LIMIT 1""", (name,))
+    project, stack, _ = registration_scope(props)
+    conn.execute("SELECT lifecycle.unregister_lifecycle_policy(%s, %s, %s)", (name, project, stack))
 
 
 def window_conflict(resource: str | None, field: str, value: Any, drop_after: Window,
@@ -318,7 +334,7 @@ class PolicyResource(Resource):
             "job_id": None, "config": None, "adopted": None, "planned_operations": None, "last_operations": None,
             INTERNAL: internals(kind, resource_name, peers=later(lambda: peers_of(table)),
                                 config_source=config_source,
-                                registration={"stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                                registration={"project": pulumi.get_project(), "stack": pulumi.get_stack(),
                                               "environment": pulumi.get_stack()}),
         }
         deps = later(lambda: depends_on_peers(table, *self.depends_on_kinds) + (

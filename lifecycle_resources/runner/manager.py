@@ -1,7 +1,8 @@
 """DataLifecycleManager: the operator's API over the lifecycle schema (run, status, statistics).
 
-The `lifecycle` command line is a thin layer over it. Each policy runs in a transaction of its own through
-`lifecycle.execute_lifecycle_policy`, which records the run (and its error, if it fails) whatever happens.
+The `lifecycle` command line is a thin layer over it. Each policy runs through runner/execute.py: planned from
+TimescaleDB's statistics, acted on in short transactions under the table's lifecycle lock, and recorded (with its
+error, if it fails) whatever happens. Only live declarations run: a policy removed from its stack is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..db.connection import connect
 from ..errors import LifecycleError
+from . import execute
 
 
 class PolicyStatus(BaseModel):
@@ -29,6 +31,7 @@ class PolicyStatus(BaseModel):
     environment: str | None
     job_id: int | None
     enabled: bool
+    registered_at: datetime
     last_started_at: datetime | None = None
     last_status: str | None = None
     last_error: str | None = None
@@ -51,6 +54,7 @@ class Execution(BaseModel):
     dry_run: bool
     started_at: datetime
     finished_at: datetime | None
+    rows_estimated: bool | None = None
 
     @property
     def bytes_saved(self) -> int:
@@ -65,7 +69,7 @@ class Execution(BaseModel):
         would = "would be " if self.dry_run else ""
         text = f"{self.chunks_affected} chunks {would}{verb}"
         if self.kind == "retention" and self.rows_before is not None and self.rows_after is not None:
-            text += f", {self.rows_before - self.rows_after} rows"
+            text += f", {'~' if self.rows_estimated else ''}{self.rows_before - self.rows_after} rows"
         if self.bytes_before is not None and self.bytes_after is not None:
             text += f", {human_bytes(self.bytes_before)} -> {human_bytes(self.bytes_after)}"
         return text
@@ -112,15 +116,19 @@ class DataLifecycleManager:
 
     @staticmethod
     def _require_schema(conn: psycopg.Connection) -> None:
-        row = conn.execute("SELECT to_regprocedure('lifecycle.execute_lifecycle_policy(text,boolean)') IS NOT NULL"
-                           ).fetchone()
+        row = conn.execute("SELECT to_regprocedure('lifecycle.execute_lifecycle_policy(text,boolean)') IS NOT NULL, "
+                           "to_regclass('lifecycle.policy_declarations') IS NOT NULL").fetchone()
         if not row or not row[0]:
             raise LifecycleError("the lifecycle schema is not installed in this database: declare LifecycleSchema "
                                  "in the stack and run `pulumi up`")
+        if not row[1]:
+            raise LifecycleError("the lifecycle schema in this database predates 005_runner.sql: run `pulumi up` "
+                                 "to migrate it (LifecycleSchema) before using the runner")
 
     def policies(self, stack: str | None = None, *, due_only: bool = False) -> list[PolicyStatus]:
         rows = self._rows("SELECT * FROM lifecycle.lifecycle_policy_status "
-                          "WHERE (%(env)s::text IS NULL OR environment = %(env)s OR stack = %(env)s) "
+                          "WHERE (%(env)s::text IS NULL OR environment = %(env)s OR stack = %(env)s "
+                          "       OR split_part(stack, '/', 2) = %(env)s) "
                           "AND (NOT %(due)s OR (enabled AND coalesce(next_due <= now(), true))) "
                           # Retention before compression: never compress what is about to be dropped.
                           "ORDER BY hypertable, kind = 'compression', policy_name",
@@ -133,25 +141,38 @@ class DataLifecycleManager:
 
     def run(self, *, stack: str | None = None, policy: str | None = None, dry_run: bool = False,
             progress: Progress | None = None) -> list[Execution]:
-        """Execute the due policies (or the one named), each in its own transaction; return what each did."""
-        if policy is not None:
-            chosen = [p for p in self.policies(stack) if p.policy_name == policy]
-            if not chosen:
-                known = ", ".join(p.policy_name for p in self.policies(stack)) or "none"
-                raise LifecycleError(f"no lifecycle policy named {policy!r}; known: {known}")
-        else:
-            chosen = self.due(stack)
+        """Execute the due policies (or the one named), chunk by chunk; return what each did."""
+        chosen = self._named(policy, stack) if policy is not None else self.due(stack)
         results = []
         for i, status in enumerate(chosen, 1):
             if progress:
                 progress(i, len(chosen), status, None)
-            row = self._rows("SELECT * FROM lifecycle.execute_lifecycle_policy(%s, %s)",
-                             (status.policy_name, dry_run))[0]
+            with connect(self._dsn) as conn:
+                row = execute.execute(conn, status.policy_name, status.stack or "", dry_run)
             execution = Execution.model_validate(row)
             results.append(execution)
             if progress:
                 progress(i, len(chosen), status, execution)
         return results
+
+    def _named(self, policy: str, stack: str | None) -> list[PolicyStatus]:
+        """The one live declaration named `policy`: refuses an unknown, removed or ambiguous name."""
+        declared = self.policies(stack)
+        named = [p for p in declared if p.policy_name == policy]
+        live = [p for p in named if p.enabled]
+        where = f" in stack {stack!r}" if stack else ""
+        if not named:
+            known = ", ".join(sorted({p.policy_name for p in declared if p.enabled})) or "none"
+            raise LifecycleError(f"no lifecycle policy named {policy!r}{where}; declared: {known}")
+        if not live:
+            gone = named[0]
+            raise LifecycleError(f"lifecycle policy {policy!r} was removed from stack {gone.stack or '(none)'} "
+                                 f"at {gone.registered_at:%Y-%m-%d %H:%M}: it is not run (declare it again to run it)")
+        if len(live) > 1:
+            stacks = ", ".join(sorted(p.stack or "(none)" for p in live))
+            raise LifecycleError(f"lifecycle policy {policy!r} is declared by several stacks ({stacks}): "
+                                 "name one with --stack")
+        return live
 
     def status(self, stack: str | None = None) -> list[PolicyStatus]:
         return self.policies(stack)
