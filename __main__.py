@@ -1,7 +1,7 @@
 """The lifecycle of a trading platform's time-series tables, one stack per environment.
 
 What each table does (time column, chunk interval, compression, retention) comes from the stack's typed
-config in `Pulumi.<env>.yaml`; the connection from the secret `lifecycle:dsn`. The `lifecycle` schema
+config in `Pulumi.<env>.yaml`; the connection from the secret `lifecycle:dsn` (or `TSDB_DSN`). The `lifecycle` schema
 records every declared policy and every run, and its own tables age like any other.
 """
 

@@ -19,6 +19,9 @@ from pydantic import ValidationError
 from ..db.connection import CONFIG_KEY, DSN_ENV, connect, scrub, validate_dsn
 from ..errors import Deferred, InputError, LifecycleError
 from ..reconcile import catalog, ownership
+from . import provider_errors
+
+provider_errors.install()
 
 
 # Inputs and outputs the engine needs but a person reading `pulumi preview --diff` does not: kept under one key
