@@ -38,6 +38,8 @@ verdict() {
     summary=$(grep -E '(passed|failed|errors?|no tests ran).* in [0-9.]+s' "$2" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')
     passed=$(sed -nE 's/.*\b([0-9]+) passed.*/\1/p' <<<"$summary")
     printf '%s: %s passed   (%s)\n' "$1" "${passed:-0}" "${summary:-no summary: see $2}"
+    total_passed=$((total_passed + ${passed:-0}))
+    total_failed=$((total_failed + $(sed -nE 's/.*\b([0-9]+) failed.*/\1/p' <<<"$summary" | grep . || echo 0)))
     [ "${passed:-0}" -gt 0 ] && ! grep -qE '\b[0-9]+ (failed|errors?)\b' <<<"$summary"
 }
 
@@ -64,6 +66,9 @@ done
 
 printf '\n======== summary (%s s) ========\n' "$(( $(date +%s) - start ))"
 code=0
+total_passed=0
+total_failed=0
 verdict unit "$logs/unit.log" || code=1
 for server in "${servers[@]}"; do verdict "$server" "$logs/$server.log" || code=1; done
+echo "$total_passed passed, $total_failed failed"
 exit $code
