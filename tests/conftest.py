@@ -120,6 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "the embedded one)")
     config.addinivalue_line("markers", "embedded_only(reason): specific to the embedded server (deselected on "
                                        "a native one)")
+    config.addinivalue_line("markers", "server_independent(reason): what it tests does not depend on the server "
+                                       "(packaging, the engine, bin/pulumi): run once, with the native server")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -127,13 +129,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     other = {"embedded": "native_only", "native": "embedded_only"}[server_under_test()]
     keep, drop = [], []
     for item in items:
-        for name in ("native_only", "embedded_only"):
+        for name in ("native_only", "embedded_only", "server_independent"):
             mark = item.get_closest_marker(name)
             if mark is not None and not (mark.args or mark.kwargs.get("reason")):
                 raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs a reason")
         # A module named for one server tests that server itself (tests/test_native_*.py, test_embedded_*.py).
         own = item.path.name.startswith(f"test_{other.removesuffix('_only')}_")
-        (drop if own or item.get_closest_marker(other) else keep).append(item)
+        once_elsewhere = server_under_test() != "native" and item.get_closest_marker("server_independent")
+        (drop if own or once_elsewhere or item.get_closest_marker(other) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

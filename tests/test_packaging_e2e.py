@@ -19,7 +19,8 @@ import pytest
 from tests.conftest import embedded_server, sql_run
 from tests.stack import REPO, PulumiStack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server_independent(
+    "an installed package and the language host behave the same whatever the server: run once")]
 
 # What a built wheel would not carry either: caches, virtualenvs, the engine cache, tests.
 NOT_SHIPPED = shutil.ignore_patterns(".git", ".venv", ".lifecycle", "node_modules", "build", "*.egg-info",

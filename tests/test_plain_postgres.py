@@ -16,7 +16,8 @@ import pytest
 from lifecycle_resources import HypertableProvider, RetentionPolicyProvider
 from tests.conftest import REPO, _free_port, sql_run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.server_independent(
+    "it starts a PostgreSQL without TimescaleDB of its own: run once")]
 
 
 def _bin(name: str) -> str:

@@ -54,7 +54,11 @@ class Project:
         return self.dir / f"Pulumi.{stack}.yaml"
 
 
+BIN_PULUMI_ONLY = pytest.mark.server_independent("bin/pulumi's passphrase rule touches no database: run once")
+
+
 @pytest.mark.e2e
+@BIN_PULUMI_ONLY
 def test_bin_pulumi_refuses_the_dev_passphrase_for_other_stacks(tmp_path: Path) -> None:
     p = Project(tmp_path)
     refused = p.run("stack", "init", "prod")
@@ -84,6 +88,7 @@ def test_bin_pulumi_refuses_the_dev_passphrase_for_other_stacks(tmp_path: Path) 
 
 
 @pytest.mark.e2e
+@BIN_PULUMI_ONLY
 def test_bin_pulumi_dev_stack_uses_the_published_passphrase(tmp_path: Path) -> None:
     p = Project(tmp_path)
     assert p.run("stack", "init", "dev").returncode == 0
@@ -96,6 +101,7 @@ def test_bin_pulumi_dev_stack_uses_the_published_passphrase(tmp_path: Path) -> N
 
 
 @pytest.mark.e2e
+@BIN_PULUMI_ONLY
 def test_bin_pulumi_lets_other_secrets_providers_through(tmp_path: Path) -> None:
     p = Project(tmp_path)
     p.config_file("prod").write_text("secretsprovider: awskms://alias/lifecycle\n")
