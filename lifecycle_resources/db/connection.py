@@ -1,16 +1,19 @@
-"""Short-lived connections with a brief, bounded retry, and DSNs that never leak their secrets."""
+"""Connections with a brief, bounded retry (pooled within a provider process: db.pool), and DSNs that never
+leak their secrets."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from . import pool
+from .metering import MeteredCursor, timed
 from ..errors import DatabaseUnavailable, LifecycleError
 
 CONFIG_KEY = "lifecycle:dsn"
@@ -117,12 +120,21 @@ def connect_timeout() -> float:
 @contextmanager
 def connect(dsn: str, *, timeout: float | None = None,
             attempts: int = CONNECT_ATTEMPTS) -> Iterator[psycopg.Connection]:
-    """Open an autocommit connection (transactions are explicit); closed on exit.
+    """Open an autocommit connection (transactions are explicit); closed on exit. See open_connection()."""
+    conn = open_connection(dsn, timeout=timeout, attempts=attempts)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def open_connection(dsn: str, *, timeout: float | None = None,
+                    attempts: int = CONNECT_ATTEMPTS) -> psycopg.Connection:
+    """An autocommit connection (transactions are explicit), the caller closes it.
 
     Retries briefly (a server starting up refuses connections for a moment), at most `attempts` times, and
     gives up after `timeout` seconds in total (default: connect_timeout()), naming the host and port it
     could not reach.
-    Never pooled: the embedded server serves one connection at a time.
     """
     if not dsn:
         raise LifecycleError(
@@ -138,9 +150,9 @@ def connect(dsn: str, *, timeout: float | None = None,
         attempt += 1
         remaining = deadline - time.monotonic()
         try:
-            conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(_MIN_ATTEMPT, int(remaining)),
-                                   application_name="timescale-lifecycle")
-            break
+            with timed():
+                return psycopg.connect(dsn, autocommit=True, connect_timeout=max(_MIN_ATTEMPT, int(remaining)),
+                                       application_name="timescale-lifecycle", cursor_factory=MeteredCursor)
         except psycopg.OperationalError as exc:
             remaining = deadline - time.monotonic()
             if attempt >= attempts or remaining - delay < _MIN_ATTEMPT:  # no time left for a whole attempt
@@ -152,7 +164,41 @@ def connect(dsn: str, *, timeout: float | None = None,
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
+
+
+@contextmanager
+def pooled(dsn: str, on_open: Callable[[psycopg.Connection], None]) -> Iterator[psycopg.Connection]:
+    """A connection for one operation: from the DSN's pool in the provider host (db.pool), else a new one.
+
+    `on_open` runs once on each new connection (session settings). A reused connection idle for a while is
+    checked first and, if the server dropped it, replaced once by a new one. On return a connection is
+    rolled back if a transaction was left open, and discarded if broken: no state leaks into the next call.
+    """
+    if not pool.enabled():
+        with connect(dsn) as conn:
+            on_open(conn)
+            yield conn
+        return
+    if not dsn:
+        open_connection(dsn)  # raises the "no database connection configured" error
+    budget = connect_timeout()
+    slots = pool.pool_for(dsn)
+    idle = slots.take(time.monotonic() + budget)  # waiting for a free connection is not database time
+    conn: psycopg.Connection | None = None
     try:
+        if idle is not None and (time.monotonic() - idle.since < pool.PING_AFTER or pool.alive(idle.conn)):
+            conn = idle.conn
+        else:
+            if idle is not None:
+                idle.conn.close()  # dropped by the server: retried once, on a new connection
+            conn = open_connection(dsn, timeout=budget)
+            conn.prepare_threshold = None  # no server-side prepared statements kept across operations
+            on_open(conn)
+            if slots.size is None:
+                slots.size = pool.pool_size(conn)
         yield conn
     finally:
-        conn.close()
+        reusable = conn is not None and pool.clean(conn)
+        if conn is not None and not reusable:
+            conn.close()
+        slots.give_back(conn if reusable else None)

@@ -1,20 +1,32 @@
 """Reads what TimescaleDB actually holds, normalised to the form the declared models use.
 
 Each reader is one query. A missing object reads as None ("gone"), never as an error.
+
+In the dynamic-provider host (one process per `pulumi` command, db.pool.enabled()) reads made outside a
+transaction (check and refresh, which many resources make at once) are served from one query per schema,
+kept for CACHE_SECONDS at most and dropped whenever this process starts or ends a write (create, update,
+delete): see per_schema(). Reads inside a transaction (apply, under the table's lock) always query.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from .intervals import Window
+from ..db import pool
 from ..errors import UnsupportedDatabase
 from ..identifiers import TableName
 
+T = TypeVar("T")
 MIN_VERSION = (2, 23, 0)  # the oldest tested: 2.23 (embedded) and 2.26 (native)
 TIME_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
@@ -102,6 +114,7 @@ class TableSnapshot(BaseModel):
     relkind: str
     columns: tuple[Column, ...]
     time_dimension: TimeDimension | None
+    compression_enabled: bool = False
 
     @property
     def is_hypertable(self) -> bool:
@@ -111,28 +124,39 @@ class TableSnapshot(BaseModel):
         return next((c for c in self.columns if c.name == name), None)
 
 
-_SNAPSHOT = """
-SELECT c.relkind::text,
+_SNAPSHOT = sql.SQL("""
+SELECT c.relname, c.relkind::text,
        (SELECT json_agg(json_build_array(a.attname, t.typname, format_type(a.atttypid, a.atttypmod))
                         ORDER BY a.attnum)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-       (SELECT json_build_array(d.column_name, d.column_type::text, d.integer_interval, d.time_interval::text)
-          FROM timescaledb_information.dimensions d
-         WHERE d.hypertable_schema = n.nspname AND d.hypertable_name = c.relname
-         ORDER BY d.dimension_number LIMIT 1)
+       json_build_array(d.column_name, d.column_type::text, d.integer_interval, d.time_interval::text),
+       h.compression_enabled
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
+  LEFT JOIN timescaledb_information.dimensions d
+    ON d.hypertable_schema = n.nspname AND d.hypertable_name = c.relname AND d.dimension_number = 1
+  LEFT JOIN timescaledb_information.hypertables h
+    ON h.hypertable_schema = n.nspname AND h.hypertable_name = c.relname
+ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') {one}
+""")
 
 
 def table_snapshot(conn: psycopg.Connection, table: TableName) -> TableSnapshot | None:
-    row = conn.execute(_SNAPSHOT, (table.schema, table.name)).fetchone()
-    if row is None:
-        return None
-    relkind, columns, dim = row
+    def one() -> TableSnapshot | None:
+        row = conn.execute(_SNAPSHOT.format(one=sql.SQL("AND c.relname = %s")), (table.schema, table.name)).fetchone()
+        return _snapshot(table.schema, row) if row else None
+
+    def schema() -> dict[str, TableSnapshot]:
+        rows = conn.execute(_SNAPSHOT.format(one=sql.SQL("")), (table.schema,)).fetchall()
+        return {row[0]: _snapshot(table.schema, row) for row in rows}
+
+    return per_schema(conn, "tables", table, one, schema)
+
+
+def _snapshot(schema: str, row: tuple[Any, ...]) -> TableSnapshot:
+    name, relkind, columns, dim, compressed = row
     time_dimension = None
-    if dim is not None:
+    if dim is not None and dim[0] is not None:
         col_type = _short_type(dim[1])
         stored = (Window.of_integer(int(dim[2])) if dim[2] is not None
                   else Window.from_output(dim[3]).as_chunk_interval())
@@ -140,10 +164,11 @@ def table_snapshot(conn: psycopg.Connection, table: TableName) -> TableSnapshot 
             column=dim[0], column_type=col_type, interval_value=stored.micros, interval_text=stored.text
         )
     return TableSnapshot(
-        table=table,
+        table=TableName(schema=schema, name=name),
         relkind=relkind,
         columns=tuple(Column(name=c[0], type_name=c[1], type_text=c[2]) for c in columns or ()),
         time_dimension=time_dimension,
+        compression_enabled=bool(compressed),
     )
 
 
@@ -161,7 +186,70 @@ def _short_type(text: str) -> str:
 
 
 def compression_enabled(conn: psycopg.Connection, table: TableName) -> bool:
-    row = conn.execute(
-        "SELECT compression_enabled FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = %s AND hypertable_name = %s", (table.schema, table.name)).fetchone()
-    return bool(row and row[0])
+    snap = table_snapshot(conn, table)
+    return bool(snap and snap.compression_enabled)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reads shared by the resources of one command: what is cached, for how long, and why it is safe.
+
+CACHE_SECONDS = 2.0  # the longest a batched read is reused: a few engine steps of one command, never more
+_cache_lock = threading.Lock()
+_generation = 0      # bumped by every write this process starts or ends: older reads are not reused
+_writers = 0         # writes in flight in this process: while any runs, nothing is cached
+_entries: dict[tuple[str, ...], tuple[int, float, Any]] = {}
+_loading: dict[tuple[str, ...], threading.Lock] = {}
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Around any operation that may change the database: batched reads are dropped before and after it."""
+    global _generation, _writers
+    with _cache_lock:
+        _writers += 1
+        _generation += 1
+        _entries.clear()
+    try:
+        yield
+    finally:
+        with _cache_lock:
+            _writers -= 1
+            _generation += 1
+            _entries.clear()
+
+
+def shared_reads(conn: psycopg.Connection) -> bool:
+    """Whether a read on `conn` may be served from (and stored in) the cache of this process."""
+    return (pool.enabled() and _writers == 0
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
+
+
+def cached(conn: psycopg.Connection, what: str, key: str, load: Callable[[], T]) -> T:
+    """`load()`, shared by the readers of this process for CACHE_SECONDS when the read may be shared (outside
+    a transaction, no write in flight, in the provider host). Parallel readers of one key wait for the first
+    one's query instead of repeating it."""
+    if not shared_reads(conn):
+        return load()
+    entry_key = (conn.info.dsn, what, key)
+    with _cache_lock:
+        gate = _loading.setdefault(entry_key, threading.Lock())
+    with gate:
+        with _cache_lock:
+            generation, hit = _generation, _entries.get(entry_key)
+        if hit is not None and hit[0] == generation and time.monotonic() - hit[1] < CACHE_SECONDS:
+            return hit[2]
+        started = time.monotonic()
+        value = load()
+        with _cache_lock:
+            if generation == _generation and _writers == 0:
+                _entries[entry_key] = (generation, started, value)
+        return value
+
+
+def per_schema(conn: psycopg.Connection, what: str, table: TableName, one: Callable[[], T | None],
+               schema: Callable[[], dict[str, T]]) -> T | None:
+    """One object of `table`: from one read of its whole schema when shared reads are allowed (cached()),
+    else by its own query."""
+    if not shared_reads(conn):
+        return one()
+    return cached(conn, what, table.schema, schema).get(table.name)

@@ -83,25 +83,39 @@ class CompressionState(BaseModel):
         return (self.enabled, self.segment_by, self.order_by)
 
 
-def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: TableName) -> CompressionState | None:
-    """One query on hypertable_columnstore_settings: the name TimescaleDB keeps (2.18 on); its
-    hypertable_compression_settings alias is deprecated since 2.24. Every supported version has it."""
-    del info  # the supported versions (catalog.MIN_VERSION on) share this view
-    query = """
-        SELECT h.compression_enabled, s.segmentby, s.orderby,
+_READ = sql.SQL("""
+        SELECT h.hypertable_name, h.compression_enabled, s.segmentby, s.orderby,
                (SELECT count(*) FROM timescaledb_information.chunks c
                  WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
                    AND c.is_compressed)
           FROM timescaledb_information.hypertables h
           LEFT JOIN timescaledb_information.hypertable_columnstore_settings s
             ON s.hypertable = format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass
-         WHERE h.hypertable_schema = %s AND h.hypertable_name = %s"""
-    row = conn.execute(query, (table.schema, table.name)).fetchone()
-    if row is None:
-        return None
-    enabled, segmentby, orderby, compressed = row
+         WHERE h.hypertable_schema = %s {one}""")
+
+
+def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: TableName) -> CompressionState | None:
+    """One query on hypertable_columnstore_settings: the name TimescaleDB keeps (2.18 on); its
+    hypertable_compression_settings alias is deprecated since 2.24. Every supported version has it.
+    Outside a transaction, one query for the whole schema (catalog.per_schema)."""
+    del info  # the supported versions (catalog.MIN_VERSION on) share this view
+
+    def one() -> CompressionState | None:
+        row = conn.execute(_READ.format(one=sql.SQL("AND h.hypertable_name = %s")),
+                           (table.schema, table.name)).fetchone()
+        return _state(table.schema, row) if row else None
+
+    def schema() -> dict[str, CompressionState]:
+        return {row[0]: _state(table.schema, row) for row in conn.execute(_READ.format(one=sql.SQL("")),
+                                                                          (table.schema,)).fetchall()}
+
+    return catalog.per_schema(conn, "compression", table, one, schema)
+
+
+def _state(schema: str, row: tuple[Any, ...]) -> CompressionState:
+    name, enabled, segmentby, orderby, compressed = row
     return CompressionState(
-        hypertable=table.qualified, enabled=bool(enabled),
+        hypertable=TableName(schema=schema, name=name).qualified, enabled=bool(enabled),
         segment_by=None if segmentby is None else tuple(unquote(s) for s in split_list(segmentby)),
         order_by=None if orderby is None else tuple(OrderItem.parse(o).render() for o in split_list(orderby)),
         compressed_chunks=int(compressed or 0))

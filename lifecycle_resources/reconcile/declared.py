@@ -59,7 +59,7 @@ def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, h
     if snap.time_dimension is not None:
         return Target(table=table, time_column=snap.time_dimension.column,
                       column_type=snap.time_dimension.column_type,
-                      compression_enabled=catalog.compression_enabled(conn, table))
+                      compression_enabled=snap.compression_enabled)
     if peers.time_column:
         column = snap.column(peers.time_column)
         if column is not None:

@@ -72,8 +72,8 @@ def differences(declared: JobState, actual: JobState) -> list[str]:
             and not (k in UNSET_MEANS_ANY and getattr(declared, k) is None)]
 
 
-_READ = """
-SELECT j.job_id, j.config, jsonb_typeof(j.config -> %(key)s),
+_READ = sql.SQL("""
+SELECT j.hypertable_name, j.job_id, j.config, jsonb_typeof(j.config -> %(key)s),
        CASE jsonb_typeof(j.config -> %(key)s)
             WHEN 'number' THEN j.config ->> %(key)s
             WHEN 'string' THEN (j.config ->> %(key)s)::interval::text
@@ -82,25 +82,39 @@ SELECT j.job_id, j.config, jsonb_typeof(j.config -> %(key)s),
        coalesce(j.next_start = 'infinity'::timestamptz, false), j.fixed_schedule, b.timezone, j.initial_start
   FROM timescaledb_information.jobs j
   LEFT JOIN _timescaledb_config.bgw_job b ON b.id = j.job_id
- WHERE j.proc_name = %(proc)s AND j.hypertable_schema = %(schema)s AND j.hypertable_name = %(name)s
+ WHERE j.proc_name = %(proc)s AND j.hypertable_schema = %(schema)s {one}
    AND j.job_id >= %(first)s
  ORDER BY j.job_id
-"""
+""")
 
 
 def read_jobs(conn: psycopg.Connection, kind: PolicyKind, table: TableName) -> list[JobState]:
-    """Every job of this kind on the table (normally one; more only if someone added duplicates by hand)."""
-    rows = conn.execute(_READ, {"key": kind.window_key, "proc": kind.proc_name, "schema": table.schema,
-                                "name": table.name, "first": FIRST_USER_JOB}).fetchall()
-    return [
-        JobState(hypertable=table.qualified, job_id=r[0], config=r[1],
-                 window=(Window.of_integer(int(r[3])) if r[2] == "number"
-                         else Window.from_output(r[3]) if r[2] == "string" else None),
-                 schedule_interval=Window.from_output(r[4]), max_runtime=Window.from_output(r[5]),
-                 max_retries=r[6], retry_period=Window.from_output(r[7]), scheduled=r[8], paused=r[9],
-                 fixed_schedule=bool(r[10]), timezone=r[11], initial_start=r[12])
-        for r in rows
-    ]
+    """Every job of this kind on the table (normally one; more only if someone added duplicates by hand).
+    Outside a transaction, one query for the whole schema (catalog.per_schema)."""
+    params = {"key": kind.window_key, "proc": kind.proc_name, "schema": table.schema, "name": table.name,
+              "first": FIRST_USER_JOB}
+
+    def one() -> list[JobState]:
+        rows = conn.execute(_READ.format(one=sql.SQL("AND j.hypertable_name = %(name)s")), params).fetchall()
+        return [_job(table.schema, r) for r in rows]
+
+    def schema() -> dict[str, list[JobState]]:
+        found: dict[str, list[JobState]] = {}
+        for r in conn.execute(_READ.format(one=sql.SQL("")), params).fetchall():
+            found.setdefault(r[0], []).append(_job(table.schema, r))
+        return found
+
+    return list(catalog.per_schema(conn, f"jobs:{kind.proc_name}", table, one, schema) or [])
+
+
+def _job(schema: str, row: tuple[Any, ...]) -> JobState:
+    name, *r = row
+    return JobState(hypertable=TableName(schema=schema, name=name).qualified, job_id=r[0], config=r[1],
+                    window=(Window.of_integer(int(r[3])) if r[2] == "number"
+                            else Window.from_output(r[3]) if r[2] == "string" else None),
+                    schedule_interval=Window.from_output(r[4]), max_runtime=Window.from_output(r[5]),
+                    max_retries=r[6], retry_period=Window.from_output(r[7]), scheduled=r[8], paused=r[9],
+                    fixed_schedule=bool(r[10]), timezone=r[11], initial_start=r[12])
 
 
 # --------------------------------------------------------------------------------------------------

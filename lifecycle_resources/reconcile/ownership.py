@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
+from . import catalog
 from ..errors import InputError
 
 SCHEMA = "_timescale_lifecycle"
@@ -84,15 +85,26 @@ def _ledger_exists(conn: psycopg.Connection) -> bool:
 
 
 def read_owner(conn: psycopg.Connection, obj: ManagedObject) -> Owner | None:
-    """The recorded owner; None when nobody recorded one (or no stack ever used the ledger). Read-only."""
-    if not _ledger_exists(conn):
-        return None
-    row = conn.execute(sql.SQL("SELECT project, stack, resource_type, resource_name FROM {} "
-                               "WHERE object_kind = %s AND object_key = %s").format(_LEDGER),
-                       (obj.kind, obj.key)).fetchone()
-    if row is None:
-        return None
-    return Owner(project=row[0], stack=row[1], resource_type=row[2], resource_name=row[3])
+    """The recorded owner; None when nobody recorded one (or no stack ever used the ledger). Read-only.
+    Outside a transaction, the whole ledger in one query (catalog.cached)."""
+    def one() -> Owner | None:
+        if not _ledger_exists(conn):
+            return None
+        row = conn.execute(sql.SQL("SELECT project, stack, resource_type, resource_name FROM {} "
+                                   "WHERE object_kind = %s AND object_key = %s").format(_LEDGER),
+                           (obj.kind, obj.key)).fetchone()
+        return Owner(project=row[0], stack=row[1], resource_type=row[2], resource_name=row[3]) if row else None
+
+    def ledger() -> dict[tuple[str, str], Owner]:
+        if not _ledger_exists(conn):
+            return {}
+        rows = conn.execute(sql.SQL("SELECT object_kind, object_key, project, stack, resource_type, resource_name "
+                                    "FROM {}").format(_LEDGER)).fetchall()
+        return {(r[0], r[1]): Owner(project=r[2], stack=r[3], resource_type=r[4], resource_name=r[5]) for r in rows}
+
+    if not catalog.shared_reads(conn):
+        return one()
+    return catalog.cached(conn, "owners", "", ledger).get((obj.kind, obj.key))
 
 
 def ensure_ledger(conn: psycopg.Connection) -> None:

@@ -16,7 +16,8 @@ from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateR
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
-from ..db.connection import CONFIG_KEY, DSN_ENV, connect, scrub, validate_dsn
+from ..db import metering
+from ..db.connection import CONFIG_KEY, DSN_ENV, pooled, scrub, validate_dsn
 from ..errors import Deferred, InputError, LifecycleError
 from ..reconcile import catalog, ownership
 from . import provider_errors
@@ -29,6 +30,7 @@ provider_errors.install()
 INTERNAL = "__lifecycle"
 INTERNAL_KEYS = frozenset({"resource_name", "peers", "config_source", "registration", "owner"})
 DESTRUCTIVE = "DESTRUCTIVE: "
+WRITES = frozenset({"create", "update", "delete"})
 
 
 def internals(kind: str, resource_name: str, **extra: Any) -> dict[str, Any]:
@@ -126,6 +128,10 @@ def pydantic_failures(exc: ValidationError, resource: str | None) -> list[CheckF
     return failures
 
 
+# What each server is, read on every new connection (which also sets its IntervalStyle) and reused with it.
+_server_infos: dict[str, catalog.ServerInfo] = {}
+
+
 class LifecycleProvider(ResourceProvider, ABC):
     """Base of the lifecycle providers. Captures nothing secret: the DSN arrives through configure()."""
 
@@ -146,25 +152,42 @@ class LifecycleProvider(ResourceProvider, ABC):
         return {**flat, INTERNAL: inner} if inner else flat
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        result = self.do_check(unfold(olds), unfold(news))
-        return CheckResult(self.fold(result.inputs), result.failures)
+        with self._metered("check", news):
+            result = self.do_check(unfold(olds), unfold(news))
+            return CheckResult(self.fold(result.inputs), result.failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return self.do_diff(id_, unfold(olds), unfold(news))
+        with self._metered("diff", news):
+            return self.do_diff(id_, unfold(olds), unfold(news))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        result = self.do_create(unfold(props))
-        return CreateResult(result.id, self.fold(result.outs))
+        with self._metered("create", props):
+            result = self.do_create(unfold(props))
+            return CreateResult(result.id, self.fold(result.outs))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self.fold(self.do_update(id_, unfold(olds), unfold(news)).outs))
+        with self._metered("update", news):
+            return UpdateResult(self.fold(self.do_update(id_, unfold(olds), unfold(news)).outs))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        result = self.do_read(id_, unfold(props))
-        return ReadResult(result.id, self.fold(result.outs), self.fold(result.inputs))
+        with self._metered("read", props):
+            result = self.do_read(id_, unfold(props))
+            return ReadResult(result.id, self.fold(result.outs), self.fold(result.inputs))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        self.do_delete(id_, unfold(props))
+        with self._metered("delete", props):
+            self.do_delete(id_, unfold(props))
+
+    @contextmanager
+    def _metered(self, op: str, props: Mapping[str, Any] | None) -> Iterator[None]:
+        """Each engine call, timed for $LIFECYCLE_DB_TIMING; a write drops the catalog reads shared by the
+        calls of this process (catalog.writing) before and after it."""
+        with metering.operation(op, self.kind, unfold(props).get("resource_name")):
+            if op in WRITES:
+                with catalog.writing():
+                    yield
+            else:
+                yield
 
     @abstractmethod
     def do_diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult: ...
@@ -225,8 +248,8 @@ class LifecycleProvider(ResourceProvider, ABC):
         """A connection plus what the server is, refusing servers this product cannot manage."""
         dsn = self.dsn_for(props)
         try:
-            with connect(dsn) as conn:
-                info = catalog.server_info(conn)
+            with pooled(dsn, lambda new: _server_infos.__setitem__(dsn, catalog.server_info(new))) as conn:
+                info = _server_infos[dsn]
                 catalog.require_timescaledb(info, f"{self.kind} {props.get('resource_name') or ''}".strip())
                 yield conn, info
         except psycopg.Error as exc:

@@ -1,0 +1,83 @@
+"""What the provider spends in the database, per operation: wall time (connect included) and statements.
+
+Off unless LIFECYCLE_DB_TIMING names a file: then each provider operation appends one JSON line to it
+(see record()). The bench harness reads these lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+TIMING_ENV = "LIFECYCLE_DB_TIMING"
+
+
+@dataclass
+class Meter:
+    seconds: float = 0.0
+    statements: int = 0
+
+
+_local = threading.local()
+
+
+@contextmanager
+def metered() -> Iterator[Meter]:
+    """Count what the database calls made by this thread cost until the block ends."""
+    meter, outer = Meter(), getattr(_local, "meter", None)
+    _local.meter = meter
+    try:
+        yield meter
+    finally:
+        _local.meter = outer
+
+
+@contextmanager
+def timed(statements: int = 0) -> Iterator[None]:
+    """Add the block's wall time (and `statements`) to this thread's meter, if one is running."""
+    meter = getattr(_local, "meter", None)
+    if meter is None:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        meter.seconds += time.perf_counter() - start
+        meter.statements += statements
+
+
+class MeteredCursor(psycopg.Cursor[Any]):
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> MeteredCursor:  # type: ignore[override]
+        with timed(1):
+            super().execute(query, params, **kwargs)
+        return self
+
+
+_write_lock = threading.Lock()
+
+
+@contextmanager
+def operation(op: str, kind: str, resource: str | None) -> Iterator[None]:
+    """Meter one provider operation and append its line to $LIFECYCLE_DB_TIMING (nothing when unset):
+    {"op", "kind", "resource", "db_seconds", "statements"}; open-append-close per line, under a lock."""
+    path = os.environ.get(TIMING_ENV)
+    if not path:
+        yield
+        return
+    with metered() as meter:
+        try:
+            yield
+        finally:
+            line = json.dumps({"op": op, "kind": kind, "resource": resource or "",
+                               "db_seconds": round(meter.seconds, 6), "statements": meter.statements})
+            with _write_lock, open(path, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
