@@ -251,11 +251,22 @@ class Stack:
         """Runs bin/pulumi; its seconds. A failure raises BenchError with the command's output."""
         cmd = [str(REPO / "bin" / "pulumi"), *args, "--stack", "bench", "--non-interactive"]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=self.workdir, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=PULUMI_TIMEOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: on Ctrl-C or a timeout the engine, its language host and the provider
+        # processes go together (killing only `pulumi` would leave its plugins running).
+        proc = subprocess.Popen(cmd, cwd=self.workdir, env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=PULUMI_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop_session(proc)
+            raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} took over {PULUMI_TIMEOUT} s: "
+                             "stopped") from None
+        except BaseException:
+            _stop_session(proc)
+            raise
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
-            out = (proc.stdout + proc.stderr).strip().splitlines()
+            out = output.strip().splitlines()
             raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} failed (exit {proc.returncode}):\n"
                              + "\n".join(out[-150:]))
         return elapsed
@@ -278,6 +289,28 @@ class Stack:
             result[f"{step}_runs"] = [round(t, 3) for t in times]
         result["up"] = round(result["up"], 3)
         return result
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of a session: the engine's plugins put themselves in process groups of their own."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def _stop_session(proc: subprocess.Popen) -> None:
+    """SIGINT to the command's session (pulumi cancels cleanly), then SIGKILL to whatever is left of it."""
+    for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+        for pid in _session(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+            if sig == signal.SIGINT:
+                time.sleep(1.0)  # the plugins exit after the engine: give them a moment, then kill the rest
 
 
 def pulumi_env(tmp: Path) -> dict[str, str]:
