@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
     tmp = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     os.chmod(tmp, 0o711)  # the native server's user must traverse it (as root it runs as `postgres`)
+    out = Path(args.json)
     results: dict = {"when": when, "machine": machine(), "warmup": not args.no_warmup, "servers": {}}
     try:
         env = pulumi_env(tmp)
@@ -403,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{server}] N={n} ...", flush=True)
                     rows.append(bench_one(dsn, n, state / "work", env, repeats(n), not args.no_warmup))
                     print(markdown(server, rows[-1:]).splitlines()[-1], flush=True)
-                results["servers"][server] = rows
+                    results["servers"][server] = rows
+                    _write(out, results)  # what was measured survives a later failure
             print("\n" + markdown(server, rows) + "\n", flush=True)
     except BenchError as exc:
         print(f"\nbench FAILED: {exc}", file=sys.stderr)
@@ -413,12 +415,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {out}")
+    print(f"results: {out}\n\nMarkdown (README, ## Performance):\n\nMeasured {when} on {results['machine']}; "
+          f"{'warm-up runs, ' if not args.no_warmup else ''}preview and refresh: median of "
+          + ", ".join(f"{repeats(n)} (N={n})" for n in ns) + ".\n")
     print("\n\n".join(markdown(server, rows) for server, rows in results["servers"].items()))
     return 0
+
+
+def _write(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _interrupted(*_: object) -> None:
