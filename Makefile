@@ -1,7 +1,12 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # `make demo DB=native` runs the demo on a native PostgreSQL + TimescaleDB instead of the embedded one.
-.PHONY: setup native demo test unit clean db-stop
+.PHONY: setup native demo test unit clean db-stop bench bench-runner
 DB ?= embedded
+# `make bench N="10 100" SERVERS=embedded REPEAT=1`: resource counts, servers, runs per preview (median).
+# Not part of `make test`.
+N ?= 10 100 400
+SERVERS ?= embedded native
+REPEAT ?= auto
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +23,13 @@ test: setup
 
 unit: setup
 	@.venv/bin/python -m pytest -q tests -m "not integration and not e2e"
+
+bench: setup
+	@.venv/bin/python scripts/bench.py --n "$(N)" --servers "$(SERVERS)" --repeat "$(REPEAT)"
+
+# `lifecycle run` on a large hypertable: `make bench-runner ARGS="--rows 1000000 --old"`.
+bench-runner: setup
+	@.venv/bin/python scripts/bench_runner.py $(ARGS)
 
 db-stop:
 	@.venv/bin/lifecycle db stop --server embedded

@@ -1,0 +1,443 @@
+"""`make bench`: `pulumi up`, preview and preview --refresh of the product against the no-op floor and one SQL script.
+
+    .venv/bin/python scripts/bench.py [--n "10 100 400"] [--servers "embedded native"] [--repeat auto|K]
+
+For each server (started here in a temporary directory on a free port, stopped at the end) and each N it
+builds, in temporary directories:
+  product  a Pulumi project declaring N resources of this checkout (Hypertable, CompressionSettings,
+           CompressionPolicy, RetentionPolicy per table; the last table takes the remainder) over tables
+           created first, the DSN in TSDB_DSN;
+  floor    a Pulumi project of N no-op Python dynamic resources (scripts/bench_noop.py) of similar inputs,
+           with the same dependency shape;
+  SQL      the same TimescaleDB work as one SQL script over one psycopg connection ("apply"), and the
+           read of the catalog state of those objects in three queries ("read", the refresh analogue).
+It times `pulumi up` (from empty, once, after a warm-up preview), `pulumi preview --expect-no-changes` and
+`pulumi preview --refresh --expect-no-changes` (median of --repeat runs after a warm-up run: `auto` is 3
+for N <= 100, else 1). The provider's own database time during `up` is the sum of the lines the provider
+appends to $LIFECYCLE_DB_TIMING (n/a when the provider writes none). It fails loudly (exit 1, the pulumi
+output shown) when a pulumi command fails, when the preview after `up` is not clean, or when the catalog does
+not hold the hypertables and jobs declared. Results: a table per server, a markdown table, and
+.lifecycle/bench/latest.json. The repository's own .lifecycle/state and ~/.pulumi are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_report import expected_objects, markdown, median, read_timing, split  # noqa: E402
+
+PASSPHRASE = "bench-passphrase"  # throwaway stacks in a temporary directory; nothing secret is stored
+PULUMI_TIMEOUT = 1800
+
+PRODUCT = """\
+import pulumi
+from lifecycle_resources import CompressionPolicy, CompressionSettings, Hypertable, RetentionPolicy
+
+cfg = pulumi.Config("bench")
+schema = cfg.require("schema")
+for i, count in enumerate(cfg.require_object("split")):
+    name = f"t{i:03d}"
+    ht = Hypertable(name, table=f"{schema}.{name}", time_column="ts", chunk_interval="1 day")
+    if count > 1:
+        CompressionSettings(f"{name}-compression", ht, segment_by=["device"], order_by=["ts DESC"])
+    if count > 2:
+        CompressionPolicy(f"{name}-compress", ht, compress_after="7 days")
+    if count > 3:
+        RetentionPolicy(f"{name}-retention", ht, drop_after="30 days")
+"""
+
+FLOOR = """\
+import pulumi
+from bench_noop import Noop
+
+cfg = pulumi.Config("bench")
+schema = cfg.require("schema")
+for i, count in enumerate(cfg.require_object("split")):
+    name = f"t{i:03d}"
+    ht = Noop(name, {"table": f"{schema}.{name}", "time_column": "ts", "chunk_interval": "1 day",
+                     "migrate_data": True, "adopt": False})
+    if count > 1:
+        Noop(f"{name}-compression", {"hypertable": ht.id, "segment_by": ["device"], "order_by": ["ts DESC"],
+                                     "adopt": False})
+    if count > 2:
+        Noop(f"{name}-compress", {"hypertable": ht.id, "compress_after": "7 days", "adopt": False})
+    if count > 3:
+        Noop(f"{name}-retention", {"hypertable": ht.id, "drop_after": "30 days", "adopt": False})
+"""
+
+
+class BenchError(RuntimeError):
+    """A pulumi command failed, or a check that keeps the benchmark honest did not hold."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- Servers -------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def embedded(state: Path) -> Iterator[str]:
+    from lifecycle_resources.db.embedded import server
+
+    # A file data directory: the WASM build is 32-bit, and a file keeps memory low at N=400.
+    dsn = server.start(data=str(state / "data"), port=_free_port(), state_dir=state / "state").dsn
+    try:
+        yield dsn
+    finally:
+        server.stop(state_dir=state / "state")
+
+
+@contextlib.contextmanager
+def native(state: Path) -> Iterator[str]:
+    from lifecycle_resources.db import native as native_db
+
+    os.chmod(state, 0o711)  # as root the server runs as `postgres`, which must reach its directory
+    try:
+        dsn = native_db.start(state_dir=state).dsn
+        # TimescaleDB's scheduler would run each new policy at once, in the middle of the timings.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT _timescaledb_functions.stop_background_workers()")
+        yield dsn
+    finally:
+        native_db.destroy(state)
+
+
+@contextlib.contextmanager
+def given(dsn: str) -> Iterator[str]:
+    """A server the user owns: only the bench's own schemas are created in it, and dropped afterwards."""
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while CREATED:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(CREATED.pop())))
+            # The ownership ledger's rows of the bench's own stacks (project bench-product-N, stack bench).
+            if conn.execute("SELECT to_regclass('_timescale_lifecycle.owners')").fetchone()[0] is not None:
+                conn.execute("DELETE FROM _timescale_lifecycle.owners WHERE project LIKE 'bench-product-%' "
+                             "AND stack = 'bench'")
+
+
+SERVERS = {"embedded": embedded, "native": native}
+
+
+# -- The tables and the SQL script ---------------------------------------------------------------------------
+
+CREATED: list[str] = []  # the schemas this run created: the only ones it drops in a server it did not start
+
+
+def create_tables(dsn: str, schema: str, counts: list[int]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        except psycopg.errors.DuplicateSchema:
+            raise BenchError(f"schema {schema} already exists in the database: the bench creates its own schemas "
+                             "and drops nothing it did not create; drop it or use another database") from None
+        CREATED.append(schema)
+        for i in range(len(counts)):
+            conn.execute(sql.SQL("CREATE TABLE {} (ts timestamptz NOT NULL, device int NOT NULL, value float8)")
+                         .format(sql.Identifier(schema, f"t{i:03d}")))
+
+
+def sql_apply(dsn: str, schema: str, counts: list[int]) -> float:
+    """The product's `up` as one SQL script over one connection, in one transaction; its seconds."""
+    start = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        for i, count in enumerate(counts):
+            table = sql.Identifier(schema, f"t{i:03d}")
+            regclass = f"{schema}.t{i:03d}"
+            conn.execute("SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (regclass,))
+            if count > 1:
+                conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = "
+                                     "'device', timescaledb.compress_orderby = 'ts DESC')").format(table))
+            if count > 2:
+                conn.execute("SELECT add_compression_policy(%s::regclass, interval '7 days')", (regclass,))
+            if count > 3:
+                conn.execute("SELECT add_retention_policy(%s::regclass, interval '30 days')", (regclass,))
+    return time.perf_counter() - start
+
+
+READ = (
+    """SELECT h.hypertable_name, d.column_name, d.time_interval, h.compression_enabled
+         FROM timescaledb_information.hypertables h
+         JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
+        WHERE h.hypertable_schema = %s""",
+    """SELECT hypertable, segmentby, orderby FROM timescaledb_information.hypertable_compression_settings
+        WHERE hypertable::text LIKE %s || '.%%'""",
+    """SELECT hypertable_name, proc_name, schedule_interval, config, scheduled
+         FROM timescaledb_information.jobs WHERE hypertable_schema = %s""",
+)
+
+
+def sql_read(dsn: str, schema: str) -> float:
+    """The refresh analogue: the catalog state of every declared object, three queries, one connection."""
+    start = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for query in READ:
+            conn.execute(query, (schema,)).fetchall()
+    return time.perf_counter() - start
+
+
+def catalog_counts(dsn: str, schema: str) -> dict[str, int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        hypertables, compressed = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE compression_enabled) FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = %s", (schema,)).fetchone()
+        jobs = dict(conn.execute("SELECT proc_name, count(*) FROM timescaledb_information.jobs "
+                                 "WHERE hypertable_schema = %s GROUP BY proc_name", (schema,)).fetchall())
+    return {"hypertables": hypertables, "compression_enabled": compressed,
+            "policy_compression": jobs.get("policy_compression", 0),
+            "policy_retention": jobs.get("policy_retention", 0)}
+
+
+def check_catalog(dsn: str, schema: str, counts: list[int], what: str) -> None:
+    found, wanted = catalog_counts(dsn, schema), expected_objects(counts)
+    if found != wanted:
+        raise BenchError(f"{what}: the database does not hold what was declared in schema {schema}: "
+                         f"found {found}, expected {wanted}")
+
+
+# -- Pulumi stacks --------------------------------------------------------------------------------------------
+
+class Stack:
+    """A throwaway Pulumi project and stack, driven through bin/pulumi with a file backend of its own."""
+
+    def __init__(self, workdir: Path, *, program: str, config: dict, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True)
+        (workdir / "state").mkdir()
+        (workdir / "Pulumi.yaml").write_text(textwrap.dedent(f"""\
+            name: bench-{workdir.name}
+            runtime:
+              name: python
+              options:
+                toolchain: pip
+                virtualenv: {REPO / '.venv'}
+            """))
+        (workdir / "__main__.py").write_text(program)
+        self.env = {**env, "PULUMI_BACKEND_URL": f"file://{workdir / 'state'}"}
+        self.run("stack", "init")
+        # Plain config written directly: `pulumi config set` costs a second per key.
+        (workdir / "Pulumi.bench.yaml").write_text(
+            (workdir / "Pulumi.bench.yaml").read_text() + "config:\n"
+            + "".join(f"  bench:{key}: {json.dumps(value)}\n" for key, value in config.items()))
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> float:
+        """Runs bin/pulumi; its seconds. A failure raises BenchError with the command's output."""
+        cmd = [str(REPO / "bin" / "pulumi"), *args, "--stack", "bench", "--non-interactive"]
+        start = time.perf_counter()
+        # A session of its own: on Ctrl-C or a timeout the engine, its language host and the provider
+        # processes go together (killing only `pulumi` would leave its plugins running).
+        proc = subprocess.Popen(cmd, cwd=self.workdir, env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=PULUMI_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop_session(proc)
+            raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} took over {PULUMI_TIMEOUT} s: "
+                             "stopped") from None
+        except BaseException:
+            _stop_session(proc)
+            raise
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            out = output.strip().splitlines()
+            raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} failed (exit {proc.returncode}):\n"
+                             + "\n".join(out[-150:]))
+        return elapsed
+
+    def measure(self, repeat: int, warmup: bool, timing_dir: Path | None) -> dict:
+        """Warm-up, `up` from empty, then the clean preview and refresh: their seconds (median of `repeat`)."""
+        def timing(step: str) -> dict[str, str]:
+            return {"LIFECYCLE_DB_TIMING": str(timing_dir / f"{step}.jsonl")} if timing_dir else {}
+
+        if warmup:
+            self.run("preview")
+        result = {"up": self.run("up", "--yes", "--skip-preview", env=timing("up"))}
+        steps = {"preview": ("preview", "--expect-no-changes"),
+                 "refresh": ("preview", "--refresh", "--expect-no-changes")}
+        for step, args in steps.items():
+            if warmup:
+                self.run(*args)  # a dirty preview fails here, loudly: --expect-no-changes
+            times = [self.run(*args, env=timing(step)) for _ in range(repeat)]
+            result[step] = median(times)
+            result[f"{step}_runs"] = [round(t, 3) for t in times]
+        result["up"] = round(result["up"], 3)
+        return result
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of a session: the engine's plugins put themselves in process groups of their own."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def _stop_session(proc: subprocess.Popen) -> None:
+    """SIGINT to the command's session (pulumi cancels cleanly), then SIGKILL to whatever is left of it."""
+    for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+        for pid in _session(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+            if sig == signal.SIGINT:
+                time.sleep(1.0)  # the plugins exit after the engine: give them a moment, then kill the rest
+
+
+def pulumi_env(tmp: Path) -> dict[str, str]:
+    env = {**os.environ, "PULUMI_HOME": str(tmp / "pulumi-home"), "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+           "PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+           "NO_COLOR": "1"}
+    for name in ("TSDB_DSN", "LIFECYCLE_DB_TIMING", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int, warmup: bool) -> dict:
+    counts = split(n)
+    product_schema, sql_schema = f"bench_product_{n}", f"bench_sql_{n}"
+    create_tables(dsn, product_schema, counts)
+    create_tables(dsn, sql_schema, counts)
+    if warmup:  # the first statements of a fresh server load TimescaleDB's catalog caches
+        create_tables(dsn, f"bench_warmup_{n}", counts[:1])
+        sql_apply(dsn, f"bench_warmup_{n}", counts[:1])
+    apply_seconds = sql_apply(dsn, sql_schema, counts)
+    check_catalog(dsn, sql_schema, counts, "the SQL script")
+    read_seconds = median([sql_read(dsn, sql_schema) for _ in range(max(repeat, 3))])
+
+    timing_dir = workdir / f"timing-{n}"
+    timing_dir.mkdir(parents=True)
+    product = Stack(workdir / f"product-{n}", program=PRODUCT, config={"schema": product_schema, "split": counts},
+                    env={**env, "TSDB_DSN": dsn})
+    product_times = product.measure(repeat, warmup, timing_dir)
+    check_catalog(dsn, product_schema, counts, "the product stack")
+    floor = Stack(workdir / f"floor-{n}", program=FLOOR, config={"schema": product_schema, "split": counts},
+                  env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "scripts"),
+                                                                             env.get("PYTHONPATH")]))})
+    floor_times = floor.measure(repeat, warmup, None)
+    db = {step: dataclasses.asdict(t) if (t := read_timing(timing_dir / f"{step}.jsonl")) else None
+          for step in ("up", "preview", "refresh")}
+    return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": product_times,
+            "floor": floor_times, "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+            "provider_db": db}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(word) for word in text.replace(",", " ").split()]
+
+
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return (f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="10 100 400", help="resource counts (default: %(default)s)")
+    parser.add_argument("--servers", default="embedded native", help="embedded and/or native (default: %(default)s)")
+    parser.add_argument("--repeat", default="auto", help="runs per preview/refresh, median taken; auto: 3 for "
+                                                         "N <= 100, else 1")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up runs (the smoke test does)")
+    parser.add_argument("--dsn", default=None, help="benchmark a TimescaleDB you own instead of starting servers "
+                                                    "(it gets schemas bench_*, dropped at the end)")
+    parser.add_argument("--json", default=str(REPO / ".lifecycle" / "bench" / "latest.json"))
+    args = parser.parse_args(argv)
+    ns, servers = _ints(args.n), (["given"] if args.dsn else args.servers.replace(",", " ").split())
+    unknown = [s for s in servers if s not in SERVERS and not args.dsn]
+    if unknown or not servers or not ns:
+        parser.error(f"--servers {args.servers!r}: expected some of {' '.join(SERVERS)}; --n {args.n!r}")
+
+    def repeats(n: int) -> int:
+        return (3 if n <= 100 else 1) if args.repeat == "auto" else int(args.repeat)
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"bench {when} on {machine()}", flush=True)
+    print(f"each stack: {'a warm-up preview, ' if not args.no_warmup else ''}`up` once from empty; preview and "
+          f"preview --refresh: {'a warm-up run, then ' if not args.no_warmup else ''}the median of "
+          + ", ".join(f"{repeats(n)} (N={n})" for n in ns), flush=True)
+    signal.signal(signal.SIGTERM, _interrupted)
+    tmp = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
+    os.chmod(tmp, 0o711)  # the native server's user must traverse it (as root it runs as `postgres`)
+    out = Path(args.json)
+    results: dict = {"when": when, "machine": machine(), "warmup": not args.no_warmup, "servers": {}}
+    try:
+        env = pulumi_env(tmp)
+        for server in servers:
+            state = tmp / server
+            state.mkdir()
+            with (given(args.dsn) if args.dsn else _server(server, state)) as dsn:
+                rows = []
+                for n in ns:
+                    print(f"[{server}] N={n} ...", flush=True)
+                    rows.append(bench_one(dsn, n, state / "work", env, repeats(n), not args.no_warmup))
+                    print(markdown(server, rows[-1:]).splitlines()[-1], flush=True)
+                    results["servers"][server] = rows
+                    _write(out, results)  # what was measured survives a later failure
+            print("\n" + markdown(server, rows) + "\n", flush=True)
+    except BenchError as exc:
+        print(f"\nbench FAILED: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbench interrupted: servers stopped, temporary stacks removed", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"results: {out}\n\nMarkdown (README, ## Performance):\n\nMeasured {when} on {results['machine']}; "
+          f"{'warm-up runs, ' if not args.no_warmup else ''}preview and refresh: median of "
+          + ", ".join(f"{repeats(n)} (N={n})" for n in ns) + ".\n")
+    print("\n\n".join(markdown(server, rows) for server, rows in results["servers"].items()))
+    return 0
+
+
+def _write(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: the `finally` blocks stop servers, remove stacks
+
+
+@contextlib.contextmanager
+def _server(kind: str, state: Path) -> Iterator[str]:
+    (state / "server").mkdir()
+    with SERVERS[kind](state / "server") as dsn:
+        yield dsn
+    CREATED.clear()  # gone with their server
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The pure parts of `make bench`: how N resources split over tables, the provider's timing file, the tables.
+
+No I/O beyond reading the timing file; unit-tested in tests/test_bench.py."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+# The resource kinds of one table, in the order a table with fewer than four declares them.
+KINDS = ("Hypertable", "CompressionSettings", "CompressionPolicy", "RetentionPolicy")
+
+
+def split(n: int) -> list[int]:
+    """Resources per table for N resources: full tables of four, then one table with the rest."""
+    if n < 1:
+        raise ValueError(f"N={n}: the benchmark needs at least one resource")
+    full, rest = divmod(n, len(KINDS))
+    return [len(KINDS)] * full + ([rest] if rest else [])
+
+
+def expected_objects(counts: list[int]) -> dict[str, int]:
+    """What the catalog must hold after `up`: hypertables, compressed hypertables and policy jobs."""
+    return {"hypertables": len(counts),
+            "compression_enabled": sum(1 for c in counts if c >= 2),
+            "policy_compression": sum(1 for c in counts if c >= 3),
+            "policy_retention": sum(1 for c in counts if c >= 4)}
+
+
+@dataclass(frozen=True)
+class DbTiming:
+    """The provider's own database time, summed over the JSON lines of LIFECYCLE_DB_TIMING."""
+    seconds: float
+    operations: int
+    statements: int
+
+
+def read_timing(path: Path) -> DbTiming | None:
+    """The summed timing file, or None when the provider wrote none (the hook is absent)."""
+    if not path.exists():
+        return None
+    seconds, operations, statements = 0.0, 0, 0
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            seconds += float(record["db_seconds"])
+            statements += int(record.get("statements") or 0)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a timing record {{\"db_seconds\": ...}}: {line[:200]!r}") from exc
+        operations += 1
+    return DbTiming(round(seconds, 4), operations, statements)
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "n/a"
+    return f"{value / base:.2f}x"
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _pair(row: dict, step: str) -> str:
+    product, floor = row["product"][step], row["floor"][step]
+    return f"{seconds(product)} / {seconds(floor)} = {ratio(product, floor)}"
+
+
+HEADER = ("| N (tables) | `up`: product / floor = ratio | preview | preview --refresh "
+          "| SQL script: apply / read | provider DB time in `up` (x SQL apply) |")
+
+
+def markdown(server: str, rows: list[dict]) -> str:
+    """One server's results as a markdown table (printed, and pasted into the README)."""
+    lines = [f"**{server}**", "", HEADER, "|---|---|---|---|---|---|"]
+    for row in rows:
+        db = row["provider_db"]["up"]
+        db_cell = "n/a" if db is None else f"{seconds(db['seconds'])} ({ratio(db['seconds'], row['sql']['apply'])})"
+        lines.append(f"| {row['n']} ({row['tables']}) | {_pair(row, 'up')} | {_pair(row, 'preview')} "
+                     f"| {_pair(row, 'refresh')} | {seconds(row['sql']['apply'])} / {seconds(row['sql']['read'])} "
+                     f"| {db_cell} |")
+    return "\n".join(lines)
