@@ -155,6 +155,16 @@ class Registered:
         return f"register {self.name} in lifecycle.policy_declarations"
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Not an operation: a warning shown with the planned operations (preview and up), executed as nothing."""
+
+    message: str
+
+    def describe(self) -> str:
+        return f"WARNING: {self.message}"
+
+
 JobOperation = AddJob | AlterJob | DeleteJob
 
 
@@ -234,6 +244,11 @@ def _(op: AddJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
 @execute.register
 def _(op: AlterJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     _alter(conn, info, op.kind, op.job_id, op.declared, op.existing)
+
+
+@execute.register
+def _(op: Notice, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    """Nothing to do: the warning was shown."""
 
 
 @execute.register

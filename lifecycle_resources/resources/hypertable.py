@@ -5,6 +5,7 @@ Delete releases management only: the table, its chunks and its rows stay as they
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -17,6 +18,7 @@ from ..errors import InputError
 from ..identifiers import TableName
 from ..reconcile import catalog
 from ..reconcile.declared import Spec, Target, windows
+from ..reconcile.intervals import Window
 from ..reconcile.hypertables import HypertableState, execute, plan, time_column_refusal
 from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
@@ -54,7 +56,7 @@ class HypertableArgs(BaseModel):
 class HypertableProvider(LifecycleProvider):
     kind = "Hypertable"
 
-    def _declared(self, conn: psycopg.Connection, args: HypertableArgs,
+    def _declared(self, conn: psycopg.Connection, info: catalog.ServerInfo, args: HypertableArgs,
                   snap: catalog.TableSnapshot | None) -> HypertableState:
         """Check the declared inputs against the table and normalise them into a state."""
         name = args.resource_name
@@ -65,14 +67,15 @@ class HypertableProvider(LifecycleProvider):
         if column is None:
             raise InputError(name, "time_column", args.time_column, f"{table} has no such column",
                              "one of " + ", ".join(c.name for c in snap.columns))
-        if column.type_name not in catalog.TIME_TYPES | catalog.INTEGER_TYPES:
+        uuid_ok = info.version_tuple >= catalog.UUID_TIME_SINCE
+        if column.type_name not in catalog.TIME_TYPES | catalog.INTEGER_TYPES | ({"uuid"} if uuid_ok else set()):
             raise InputError(name, "time_column", args.time_column,
                              f"column is of type {column.type_text}",
-                             "a timestamptz, timestamp, date, smallint, integer or bigint column")
+                             "a timestamptz, timestamp, date, smallint, integer or bigint column, or a uuid "
+                             "(UUIDv7) column on TimescaleDB 2.22 or newer")
         target = Target(table=table, time_column=column.name, column_type=column.type_name,
                         compression_enabled=None)
-        chunk = windows(conn, name, target, {"chunk_interval": Spec(args.chunk_interval, time_unit=True)})
-        stored = chunk["chunk_interval"].as_chunk_interval()
+        stored = chunk_interval(conn, name, target, args.chunk_interval)
         return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
                                chunk_interval=stored.text, chunk_interval_value=stored.micros)
 
@@ -90,7 +93,7 @@ class HypertableProvider(LifecycleProvider):
                     table=TableName.parse(args.table), relkind="r", time_dimension=None,
                     columns=(catalog.Column(name=promised["time_column"], type_name=promised["column_type"],
                                             type_text=promised["column_type"]),))
-            declared = self._declared(conn, args, snap)
+            declared = self._declared(conn, _info, args, snap)
             # What up will do, by the planner up runs: refused here when up would refuse it.
             actual = HypertableState.from_snapshot(snap) if snap is not None else None
             ops = self._plan(declared, actual, args)
@@ -117,7 +120,7 @@ class HypertableProvider(LifecycleProvider):
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
             snap = catalog.table_snapshot(conn, table)
-            declared = self._declared(conn, args, snap)
+            declared = self._declared(conn, info, args, snap)
             assert snap is not None
             actual = HypertableState.from_snapshot(snap)
             ops = self._plan(declared, actual, args)
@@ -180,6 +183,28 @@ class HypertableProvider(LifecycleProvider):
         record when another resource owns the hypertable now."""
         with self.session(props) as (conn, _info), conn.transaction():
             self.let_go(conn, _object(props["table"]), props)
+
+
+_MICROS = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def chunk_interval(conn: psycopg.Connection, resource: str | None, target: Target, value: str | int) -> Window:
+    """The chunk interval as TimescaleDB stores it. On a time column it also takes an integer, in microseconds
+    (create_hypertable(.., by_range(col, 2592000000000)) is 30 days), as TimescaleDB does."""
+    if target.integer_time or not (isinstance(value, int) or _MICROS.match(str(value))):
+        try:
+            return windows(conn, resource, target, {"chunk_interval": Spec(value, time_unit=True)}
+                           )["chunk_interval"].as_chunk_interval()
+        except InputError as exc:
+            if target.integer_time or not exc.problem.startswith("not an interval"):
+                raise
+            raise InputError(resource, "chunk_interval", value, exc.problem, exc.accepted + ", or an integer "
+                             "number of microseconds (2592000000000 is 30 days)") from None
+    micros = int(str(value))
+    if micros <= 0:
+        raise InputError(resource, "chunk_interval", value, "must be positive",
+                         "a positive interval, or a positive integer number of microseconds")
+    return Window(0, micros, str(value).strip())
 
 
 def _object(table: str) -> ManagedObject:
