@@ -16,6 +16,7 @@ from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
 from ..reconcile import catalog, jobs
+from ..reconcile.hypertables import read_extras
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
@@ -68,6 +69,12 @@ class PolicyProvider(LifecycleProvider):
         target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
         if target.column_type == "uuid" and self.kind_spec is jobs.RETENTION:
             _refuse_uuid_retention_before_fix(conn, args, target)
+        if target.integer_time and not args.peers.integer_now and read_extras(conn, target.table).integer_now is None:
+            raise InputError(name, self.window_key, args.window,
+                             f"{target.table} has integer time ({target.time_column}, {target.column_type}) and no "
+                             "integer_now function, so TimescaleDB cannot tell how old a chunk is (it refuses the "
+                             "policy)", "declare integer_now on its Hypertable: a function name, or "
+                             "IntegerNow(function=..., sql=...)")
         w = windows(conn, name, target, {
             self.window_key: Spec(args.window, time_unit=True), "schedule_interval": Spec(args.schedule_interval),
             "max_runtime": Spec(args.max_runtime, allow_zero=True), "retry_period": Spec(args.retry_period)})
