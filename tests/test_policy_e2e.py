@@ -136,7 +136,6 @@ def test_policies_e2e_adopt_and_guard(stack: PulumiStack, tsdb_dsn: str, schema:
 
 @pytest.mark.parametrize("config, fragment", [
     ({"test:second_retention": "true"}, "already has a RetentionPolicy declared by ticks-retention"),
-    ({"test:drop_after": "3 days"}, "not longer than compress_after"),
     ({"test:compress_after": "-7 days"}, "must be positive"),
     ({"test:segment_by": '["symbl"]'}, "segment_by='symbl': no such column"),
 ])

@@ -95,11 +95,12 @@ def test_jobs_plan_alters_a_job_using_another_window_key() -> None:
     assert [type(o) for o in ops] == [jobs.AlterJob]
 
 
-def test_window_conflict_drop_before_compress() -> None:
-    assert window_conflict("r", "drop_after", "5 days", W("5 days"), W("7 days")) is not None
-    assert window_conflict("r", "drop_after", "7 days", W("7 days"), W("168:00:00")) is not None
-    assert window_conflict("r", "drop_after", "30 days", W("30 days"), W("7 days")) is None
-    assert window_conflict("r", "drop_after", "1 month", W("1 mon"), W("29 days")) is None
+def test_window_conflict_drop_before_compress_is_a_warning() -> None:
+    shorter = window_conflict("r", W("5 days"), W("7 days"))
+    assert isinstance(shorter, jobs.Notice) and shorter.describe().startswith("WARNING: r: drop_after (5 days)")
+    assert window_conflict("r", W("7 days"), W("168:00:00")) is not None  # equal: TimescaleDB accepts it too
+    assert window_conflict("r", W("30 days"), W("7 days")) is None
+    assert window_conflict("r", W("1 mon"), W("29 days")) is None
 
 
 # -- compression settings --------------------------------------------------------------------------

@@ -184,12 +184,7 @@ def test_retention_policy_drift_altered_and_removed(tsdb_dsn: str, schema: str) 
     (RetentionPolicyProvider, {"drop_after": "-1 day"}, "drop_after", "must be positive"),
     (RetentionPolicyProvider, {"drop_after": "thirty days"}, "drop_after", "not an interval"),
     (RetentionPolicyProvider, {"schedule_interval": "soon"}, "schedule_interval", "not an interval"),
-    (RetentionPolicyProvider, {"drop_after": "5 days", "peers": {"compress_after": "7 days"}}, "drop_after",
-     "not longer than compress_after"),
     (CompressionPolicyProvider, {"compress_after": "7 days"}, "hypertable", "compression is not enabled"),
-    (CompressionPolicyProvider, {"compress_after": "7 days", "peers": {"compression_settings": True,
-                                                                     "drop_after": "3 days"}},
-     "compress_after", "not longer than compress_after"),
 ])
 def test_policies_refused_at_check(tsdb_dsn: str, schema: str, cls: type, over: dict, field: str,
                                    fragment: str) -> None:

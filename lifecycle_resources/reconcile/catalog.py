@@ -30,6 +30,7 @@ T = TypeVar("T")
 MIN_VERSION = (2, 23, 0)  # the oldest tested: 2.23 (embedded) and 2.26 (native)
 TIME_TYPES = frozenset({"timestamptz", "timestamp", "date"})
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
+UUID_TIME_SINCE = (2, 22, 0)  # a UUIDv7 column as the time dimension (intervals, read from its timestamp bits)
 
 
 class ServerInfo(BaseModel):

@@ -25,6 +25,7 @@ class Peers(BaseModel):
     compression_settings: bool = False      # a CompressionSettings resource will enable compression
     compress_after: str | int | None = None
     drop_after: str | int | None = None
+    integer_now: str | None = None          # the Hypertable resource sets this integer_now function
     promised: dict[str, str] | None = None  # a LifecycleSchema creates the table: its time column and type
 
 
@@ -92,7 +93,10 @@ def windows(conn: psycopg.Connection, resource: str | None, target: Target, spec
                                  f"{target.table} has integer time ({target.time_column})",
                                  "an integer in the time column's unit") from None
         elif isinstance(spec.value, (bool, int)):
-            raise InputError(resource, field, spec.value, "an interval is needed", "e.g. '7 days', '12 hours', 'P1W'")
+            raise InputError(resource, field, spec.value,
+                             f"{target.table}.{target.time_column} is {target.column_type}, not integer time: an "
+                             "interval is needed" if spec.time_unit else "an interval is needed",
+                             "e.g. '7 days', '12 hours', 'P1W'")
         else:
             texts[field] = str(spec.value)
     try:

@@ -169,6 +169,16 @@ class Registered:
         return f"register {self.name} in lifecycle.policy_declarations"
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Not an operation: a warning shown with the planned operations (preview and up), executed as nothing."""
+
+    message: str
+
+    def describe(self) -> str:
+        return f"WARNING: {self.message}"
+
+
 JobOperation = AddJob | AlterJob | DeleteJob
 
 
@@ -248,6 +258,11 @@ def _(op: AddJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
 @execute.register
 def _(op: AlterJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     _alter(conn, info, op.kind, op.job_id, op.declared, op.existing)
+
+
+@execute.register
+def _(op: Notice, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    """Nothing to do: the warning was shown."""
 
 
 @execute.register

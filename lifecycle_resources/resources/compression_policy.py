@@ -24,12 +24,13 @@ class CompressionPolicyProvider(PolicyProvider):
     kind_spec = jobs.COMPRESSION
     peer_key = "drop_after"
 
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
+                     window: Window) -> list[jobs.Notice]:
         if not target.compression_enabled and not args.peers.compression_settings:
             raise InputError(args.resource_name, "hypertable", args.hypertable,
                              "compression is not enabled on this hypertable",
                              "a hypertable with compression enabled: declare CompressionSettings for it")
-        super()._check_peers(conn, args, target, window)
+        return super()._check_peers(conn, args, target, window)
 
 class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):
     """Compresses a hypertable's chunks once they are older than `compress_after`."""
@@ -43,11 +44,13 @@ class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPol
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
                  paused: bool | None = None, fixed_schedule: bool | None = None, timezone: str | None = None,
-                 initial_start: str | None = None, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
+                 initial_start: str | None = None, allow_drop_before_compress: bool = False, adopt: bool = False,
+                 dsn: pulumi.Input[str] | None = None,
                  config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, compress_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled,
                        "paused": paused, "fixed_schedule": fixed_schedule, "timezone": timezone,
-                       "initial_start": initial_start},
+                       "initial_start": initial_start,
+                       "allow_drop_before_compress": allow_drop_before_compress},
                       dsn, opts, config_source, adopt)

@@ -5,19 +5,24 @@ Delete releases management only: the table, its chunks and its rows stay as they
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import registry
 from ..errors import InputError
 from ..identifiers import TableName
 from ..reconcile import catalog
 from ..reconcile.declared import Spec, Target, windows
-from ..reconcile.hypertables import HypertableState, execute, plan, time_column_refusal
+from ..reconcile.intervals import Window
+from ..reconcile.hypertables import (DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_INTERVAL, SQL_TYPES,
+                                     UNMANAGED_WHEN_NONE, HypertableState, execute, function_returns, plan,
+                                     read_extras, time_column_refusal)
 from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
@@ -35,7 +40,12 @@ class HypertableArgs(BaseModel):
 
     table: str
     time_column: str = Field(min_length=1)
-    chunk_interval: str | int
+    chunk_interval: str | int | None = None  # None: TimescaleDB's default (7 days; 10000/100000/1000000)
+    integer_now: str | None = None            # schema.function (an IntegerNow arrives split into these two)
+    integer_now_body: str | None = None
+    space_column: str | None = None
+    number_partitions: int | None = Field(default=None, ge=1, le=32767)
+    create_default_indexes: bool = True
     migrate_data: bool = True
     allow_time_column_change: bool = False  # accepted for old programs; a time column change is always refused
     adopt: bool = False
@@ -46,6 +56,21 @@ class HypertableArgs(BaseModel):
     def _table(cls, value: str) -> str:
         return TableName.parse(value).qualified
 
+    @model_validator(mode="before")
+    @classmethod
+    def _integer_now(cls, data: Any) -> Any:
+        """integer_now as a function name, or {"function": .., "sql": ..} (IntegerNow) to create it."""
+        value = data.get("integer_now") if isinstance(data, dict) else None
+        if isinstance(value, dict):
+            data = {**data, "integer_now": value.get("function"), "integer_now_body": value.get("sql")}
+        return data
+
+    @model_validator(mode="after")
+    def _space(self) -> "HypertableArgs":
+        if (self.space_column is None) != (self.number_partitions is None):
+            raise ValueError("space_column and number_partitions go together (a hash dimension needs both)")
+        return self
+
 
 # --------------------------------------------------------------------------------------------------
 # Provider: the dynamic-provider adapter.
@@ -54,7 +79,7 @@ class HypertableArgs(BaseModel):
 class HypertableProvider(LifecycleProvider):
     kind = "Hypertable"
 
-    def _declared(self, conn: psycopg.Connection, args: HypertableArgs,
+    def _declared(self, conn: psycopg.Connection, info: catalog.ServerInfo, args: HypertableArgs,
                   snap: catalog.TableSnapshot | None) -> HypertableState:
         """Check the declared inputs against the table and normalise them into a state."""
         name = args.resource_name
@@ -65,16 +90,22 @@ class HypertableProvider(LifecycleProvider):
         if column is None:
             raise InputError(name, "time_column", args.time_column, f"{table} has no such column",
                              "one of " + ", ".join(c.name for c in snap.columns))
-        if column.type_name not in catalog.TIME_TYPES | catalog.INTEGER_TYPES:
+        uuid_ok = info.version_tuple >= catalog.UUID_TIME_SINCE
+        if column.type_name not in catalog.TIME_TYPES | catalog.INTEGER_TYPES | ({"uuid"} if uuid_ok else set()):
             raise InputError(name, "time_column", args.time_column,
                              f"column is of type {column.type_text}",
-                             "a timestamptz, timestamp, date, smallint, integer or bigint column")
+                             "a timestamptz, timestamp, date, smallint, integer or bigint column, or a uuid "
+                             "(UUIDv7) column on TimescaleDB 2.22 or newer")
         target = Target(table=table, time_column=column.name, column_type=column.type_name,
                         compression_enabled=None)
-        chunk = windows(conn, name, target, {"chunk_interval": Spec(args.chunk_interval, time_unit=True)})
-        stored = chunk["chunk_interval"].as_chunk_interval()
+        stored = chunk_interval(conn, name, target, args.chunk_interval)
+        if args.space_column is not None and snap.column(args.space_column) is None:
+            raise InputError(name, "space_column", args.space_column, f"{table} has no such column",
+                             "one of " + ", ".join(c.name for c in snap.columns))
         return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
-                               chunk_interval=stored.text, chunk_interval_value=stored.micros)
+                               chunk_interval=stored.text, chunk_interval_value=stored.micros,
+                               integer_now=integer_now(conn, args, target), integer_now_body=_body(args),
+                               space_column=args.space_column, number_partitions=args.number_partitions)
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = HypertableArgs.model_validate(news)
@@ -90,25 +121,27 @@ class HypertableProvider(LifecycleProvider):
                     table=TableName.parse(args.table), relkind="r", time_dimension=None,
                     columns=(catalog.Column(name=promised["time_column"], type_name=promised["column_type"],
                                             type_text=promised["column_type"]),))
-            declared = self._declared(conn, args, snap)
+            declared = self._declared(conn, _info, args, snap)
             # What up will do, by the planner up runs: refused here when up would refuse it.
-            actual = HypertableState.from_snapshot(snap) if snap is not None else None
+            actual = _actual(conn, snap)
             ops = self._plan(declared, actual, args)
             claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, news)
-        return {"table": declared.table, "chunk_interval_value": declared.chunk_interval_value,
-                "column_type": declared.column_type, "planned_operations": described([*filter(None, [claim]), *ops])}
+        return {**declared.model_dump(include={"table", "chunk_interval_value", "column_type", *UNMANAGED_WHEN_NONE}),
+                "planned_operations": described([*filter(None, [claim]), *ops])}
 
     @staticmethod
-    def _plan(declared: HypertableState, actual: HypertableState | None, args: HypertableArgs) -> list[Any]:
+    def _plan(declared: HypertableState, actual: HypertableState | None,
+              args: HypertableArgs) -> list[Any]:
         try:
-            return plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name)
+            return plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name,
+                        create_default_indexes=args.create_default_indexes)
         except InputError as exc:
             exc.resource = args.resource_name
             raise
 
     def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed_fields(olds, news, ["table", "time_column"])
-        changes = changed_fields(olds, news, ["chunk_interval_value", "dsn", "owner"])
+        changes = changed_fields(olds, news, ["chunk_interval_value", *UNMANAGED_WHEN_NONE, "dsn", "owner"])
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=False)
 
     def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool, list[str]]:
@@ -117,27 +150,29 @@ class HypertableProvider(LifecycleProvider):
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
             snap = catalog.table_snapshot(conn, table)
-            declared = self._declared(conn, args, snap)
+            declared = self._declared(conn, info, args, snap)
             assert snap is not None
-            actual = HypertableState.from_snapshot(snap)
+            actual = _actual(conn, snap)
             ops = self._plan(declared, actual, args)
             claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, props)
             for op in ops:
                 execute(op, conn, info)
             self.record_owner(conn, _object(args.table), props)
-            after = catalog.table_snapshot(conn, table)
-            state = HypertableState.from_snapshot(after) if after else None
-            assert state is not None, f"{table} is not a hypertable after applying {ops}"
+            after = _actual(conn, catalog.table_snapshot(conn, table))
+            assert after is not None, f"{table} is not a hypertable after applying {ops}"
+        state = after.managed(declared.model_dump())
         adopted = actual is not None
-        return state.model_copy(update={"chunk_interval": str(args.chunk_interval) if
-                                        state.chunk_interval_value == declared.chunk_interval_value
-                                        else state.chunk_interval}), adopted, described([*filter(None, [claim]), *ops])
+        shown = (str(args.chunk_interval) if args.chunk_interval is not None and
+                 state.chunk_interval_value == declared.chunk_interval_value else state.chunk_interval)
+        return (state.model_copy(update={"chunk_interval": shown}), adopted,
+                described([*filter(None, [claim]), *ops]))
 
     def _outs(self, props: dict[str, Any], state: HypertableState, adopted: bool,
               operations: list[str] | None = None) -> dict[str, Any]:
         return {
             **state.model_dump(),
             "migrate_data": props.get("migrate_data", True),
+            "create_default_indexes": props.get("create_default_indexes", True),
             "allow_time_column_change": props.get("allow_time_column_change", False),
             "adopt": bool(props.get("adopt")),
             "resource_name": props.get("resource_name"),
@@ -161,15 +196,16 @@ class HypertableProvider(LifecycleProvider):
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         table = TableName.parse(props.get("table") or id_)
         with self.session(props) as (conn, _info):
-            snap = catalog.table_snapshot(conn, table)
-        state = HypertableState.from_snapshot(snap) if snap else None
+            state = _actual(conn, catalog.table_snapshot(conn, table))
         if state is None:
             return ReadResult(None, {})  # gone: the next up creates it again
+        state = state.managed(props)
         if state.chunk_interval_value == props.get("chunk_interval_value") and props.get("chunk_interval"):
             state = state.model_copy(update={"chunk_interval": props["chunk_interval"]})
         outs = self._outs(props, state, bool(props.get("adopted")))
         inputs = {k: outs[k] for k in ("table", "time_column", "chunk_interval", "chunk_interval_value",
                                        "column_type", "migrate_data", "allow_time_column_change",
+                                       *UNMANAGED_WHEN_NONE, "create_default_indexes",
                                        "adopt", "resource_name", "peers", "config_source", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
@@ -182,6 +218,69 @@ class HypertableProvider(LifecycleProvider):
             self.let_go(conn, _object(props["table"]), props)
 
 
+_MICROS = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def chunk_interval(conn: psycopg.Connection, resource: str | None, target: Target,
+                   value: str | int | None) -> Window:
+    """The chunk interval as TimescaleDB stores it. On a time column it also takes an integer, in microseconds
+    (create_hypertable(.., by_range(col, 2592000000000)) is 30 days), as TimescaleDB does. None: its default."""
+    if value is None:
+        value = DEFAULT_CHUNK_INTERVAL.get(target.column_type, DEFAULT_TIME_CHUNK_INTERVAL)
+    if target.integer_time or not (isinstance(value, int) or _MICROS.match(str(value))):
+        try:
+            return windows(conn, resource, target, {"chunk_interval": Spec(value, time_unit=True)}
+                           )["chunk_interval"].as_chunk_interval()
+        except InputError as exc:
+            if target.integer_time or not exc.problem.startswith("not an interval"):
+                raise
+            raise InputError(resource, "chunk_interval", value, exc.problem, exc.accepted + ", or an integer "
+                             "number of microseconds (2592000000000 is 30 days)") from None
+    micros = int(str(value))
+    if micros <= 0:
+        raise InputError(resource, "chunk_interval", value, "must be positive",
+                         "a positive interval, or a positive integer number of microseconds")
+    return Window(0, micros, str(value).strip())
+
+
+def _actual(conn: psycopg.Connection, snap: catalog.TableSnapshot | None) -> HypertableState | None:
+    """The hypertable as TimescaleDB holds it (None: a plain table, or none)."""
+    if snap is None or snap.time_dimension is None:
+        return None
+    return HypertableState.from_snapshot(snap, read_extras(conn, snap.table))
+
+
+def _body(args: HypertableArgs) -> str | None:
+    return args.integer_now_body.strip() if args.integer_now_body is not None else None
+
+
+def integer_now(conn: psycopg.Connection, args: HypertableArgs, target: Target) -> str | None:
+    """The declared integer_now function, qualified, checked: integer time only, returning the column's type,
+    existing unless this resource creates it."""
+    if args.integer_now is None:
+        return None
+    name = args.resource_name
+    if not target.integer_time:
+        raise InputError(name, "integer_now", args.integer_now,
+                         f"{target.table}.{target.time_column} is of type {target.column_type}, not an integer",
+                         "integer_now only with a smallint, integer or bigint time column")
+    try:
+        function = TableName.parse(args.integer_now)
+    except ValueError as exc:
+        raise InputError(name, "integer_now", args.integer_now, str(exc), "'schema.function' or 'function'") from None
+    returns = function_returns(conn, function)
+    wanted = SQL_TYPES[target.column_type]
+    if returns is None and args.integer_now_body is None:
+        raise InputError(name, "integer_now", args.integer_now, "no such function (taking no argument)",
+                         f"an existing function returning {wanted}, or IntegerNow(function=..., sql=...) to "
+                         "create it")
+    if returns is not None and returns != target.column_type:
+        raise InputError(name, "integer_now", args.integer_now,
+                         f"returns {SQL_TYPES.get(returns, returns)}, and {target.table}.{target.time_column} is "
+                         f"{wanted}", f"a function returning {wanted} (set_integer_now_func refuses others)")
+    return function.qualified
+
+
 def _object(table: str) -> ManagedObject:
     return ManagedObject("hypertable", TableName.parse(table).qualified)
 
@@ -190,29 +289,53 @@ def _object(table: str) -> ManagedObject:
 # Resource
 
 
+@dataclass(frozen=True)
+class IntegerNow:
+    """An integer_now function declared as code: the resource creates (or replaces) `function`() with `sql` as
+    its body, returning the time column's type, and sets it as the hypertable's integer_now function."""
+
+    function: str
+    sql: str
+
+    def as_input(self) -> dict[str, str]:
+        return {"function": self.function, "sql": self.sql}
+
+
 class Hypertable(Resource, module="timescale", name="Hypertable"):
     """An existing table managed as a TimescaleDB hypertable.
 
-    Changes in place: chunk_interval (set_chunk_time_interval; only new chunks use it).
-    Replaces: table. A time_column change is refused at preview with the manual procedure (never copied).
-    Delete: releases management; the table and its data stay.
+    Changes in place: chunk_interval (set_chunk_time_interval; only new chunks use it), integer_now
+    (set_integer_now_func; an IntegerNow body by CREATE OR REPLACE FUNCTION), number_partitions
+    (set_number_partitions), a hash dimension added (add_dimension; existing chunks keep their partitioning).
+    Replaces: table. A time_column change is refused at preview with the manual procedure (never copied);
+    so is a change of space_column (TimescaleDB cannot remove a dimension).
+    create_default_indexes applies when the hypertable is created.
+    Delete: releases management; the table, its data and the integer_now function stay.
     """
 
     table: pulumi.Output[str]
     time_column: pulumi.Output[str]
     column_type: pulumi.Output[str]
     chunk_interval: pulumi.Output[str]
+    integer_now: pulumi.Output[str]
+    space_column: pulumi.Output[str]
+    number_partitions: pulumi.Output[int]
     adopted: pulumi.Output[bool]
     planned_operations: pulumi.Output[list]
     last_operations: pulumi.Output[list]
 
     def __init__(self, resource_name: str, table: pulumi.Input[str], time_column: pulumi.Input[str],
-                 chunk_interval: pulumi.Input[str | int], *, migrate_data: bool = True,
-                 allow_time_column_change: bool = False, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
-                 config_source: dict[str, str] | None = None,
+                 chunk_interval: pulumi.Input[str | int] | None = None, *,
+                 integer_now: pulumi.Input[str] | IntegerNow | None = None, space_column: str | None = None,
+                 number_partitions: int | None = None, create_default_indexes: bool = True,
+                 migrate_data: bool = True, allow_time_column_change: bool = False, adopt: bool = False,
+                 dsn: pulumi.Input[str] | None = None, config_source: dict[str, str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        now = integer_now.as_input() if isinstance(integer_now, IntegerNow) else integer_now
         props = {
-            "table": table, "time_column": time_column, "chunk_interval": chunk_interval,
+            "table": table, "time_column": time_column, "chunk_interval": chunk_interval, "integer_now": now,
+            "integer_now_body": None, "space_column": space_column, "number_partitions": number_partitions,
+            "create_default_indexes": create_default_indexes,
             "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change, "adopt": adopt,
             "dsn": secret_input(dsn), "column_type": None, "adopted": None, "planned_operations": None,
             "last_operations": None,
@@ -221,6 +344,9 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
         }
         opts = resource_options(opts, depends_on=later(lambda: depends_on_peers(table)))
         registry.declare_policy("Hypertable", resource_name, table, time_column)
+        if now is not None:  # the policies on integer time need it: they see it at preview through the registry
+            registry.declare_policy(registry.INTEGER_NOW, resource_name, table,
+                                    now["function"] if isinstance(now, dict) else now)
         super().__init__(HypertableProvider(), resource_name, props, opts)
         registry.attach("Hypertable", table, self)
         self.declared_table = table

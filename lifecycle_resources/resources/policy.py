@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import jobs
+from ..reconcile import catalog, jobs
+from ..reconcile.hypertables import read_extras
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
@@ -40,6 +41,7 @@ class PolicyArgs(BaseModel):
     fixed_schedule: bool | None = None   # None: as add_*_policy gives (fixed only with an initial_start)
     timezone: str | None = None          # None: not managed (alter_job cannot clear it)
     initial_start: str | None = None     # None: not managed
+    allow_drop_before_compress: bool = False  # silences the window warning: dropping what was compressed is meant
     adopt: bool = False
     resource_name: str | None = None
     peers: Peers = Field(default_factory=Peers)
@@ -61,34 +63,45 @@ class PolicyProvider(LifecycleProvider):
         data.setdefault("schedule_interval", self.kind_spec.default_schedule)
         return PolicyArgs.model_validate(data)
 
-    def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState]:
+    def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState,
+                                                                          list[jobs.Notice]]:
         name = args.resource_name
         target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
+        if target.column_type == "uuid" and self.kind_spec is jobs.RETENTION:
+            _refuse_uuid_retention_before_fix(conn, args, target)
+        if target.integer_time and not args.peers.integer_now and read_extras(conn, target.table).integer_now is None:
+            raise InputError(name, self.window_key, args.window,
+                             f"{target.table} has integer time ({target.time_column}, {target.column_type}) and no "
+                             "integer_now function, so TimescaleDB cannot tell how old a chunk is (it refuses the "
+                             "policy)", "declare integer_now on its Hypertable: a function name, or "
+                             "IntegerNow(function=..., sql=...)")
         w = windows(conn, name, target, {
             self.window_key: Spec(args.window, time_unit=True), "schedule_interval": Spec(args.schedule_interval),
             "max_runtime": Spec(args.max_runtime, allow_zero=True), "retry_period": Spec(args.retry_period)})
         initial_start = schedule_start(conn, name, args.initial_start, args.timezone)
-        self._check_peers(conn, args, target, w[self.window_key])
+        notices = self._check_peers(conn, args, target, w[self.window_key])
         return target, jobs.JobState(
             hypertable=target.table.qualified, window=w[self.window_key], schedule_interval=w["schedule_interval"],
             max_runtime=w["max_runtime"], max_retries=args.max_retries, retry_period=w["retry_period"],
             scheduled=args.scheduled, paused=args.paused, timezone=args.timezone, initial_start=initial_start,
-            fixed_schedule=(initial_start is not None) if args.fixed_schedule is None else args.fixed_schedule)
+            fixed_schedule=(initial_start is not None) if args.fixed_schedule is None else args.fixed_schedule
+        ), notices
 
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
-        """The windows of the table's compression and retention policies, declared together, must agree."""
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
+                     window: Window) -> list[jobs.Notice]:
+        """The windows of the table's compression and retention policies, declared together: TimescaleDB accepts
+        any pair, so a pair that compresses chunks only to drop them is a warning, silenced by the override."""
         peer = getattr(args.peers, self.peer_key)
-        if peer is None:
-            return
+        if peer is None or args.allow_drop_before_compress:
+            return []
         try:
             theirs = windows(conn, args.resource_name, target, {self.peer_key: Spec(peer, time_unit=True)})
         except InputError:
-            return  # the sibling policy's own check reports its bad value
+            return []  # the sibling policy's own check reports its bad value
         drop, compress = ((window, theirs[self.peer_key]) if self.window_key == "drop_after"
                           else (theirs[self.peer_key], window))
-        conflict = window_conflict(args.resource_name, self.window_key, args.window, drop, compress)
-        if conflict:
-            raise conflict
+        conflict = window_conflict(args.resource_name, drop, compress)
+        return [conflict] if conflict else []
 
     # -- check / diff -----------------------------------------------------------------------------
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +112,14 @@ class PolicyProvider(LifecycleProvider):
                 "planned_operations": described([*filter(None, [claim]), *ops])}
 
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
-            Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation]]:
+            Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
-        target, declared = self._declared(conn, args)
+        target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
         what = (f"job {actual[0].job_id} ({self.kind_spec.resource} on {target.table})" if actual
                 else f"{self.kind_spec.resource} on {target.table}")
         claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
-        return target, declared, actual, claim, jobs.plan(self.kind_spec, declared, actual)
+        return target, declared, actual, claim, [*notices, *jobs.plan(self.kind_spec, declared, actual)]
 
     def _object(self, table: TableName) -> ManagedObject:
         return ManagedObject(f"job:{self.kind_spec.proc_name}", table.qualified)
@@ -242,6 +255,18 @@ class PolicyProvider(LifecycleProvider):
                     jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info)
 
 
+def _refuse_uuid_retention_before_fix(conn: psycopg.Connection, args: PolicyArgs, target: Target) -> None:
+    """TimescaleDB 2.23 adds a retention policy on a uuid time column but then refuses every alter_job of it
+    ('unsupported time type uuid'), so it could never be converged; 2.26 (tested) alters it."""
+    version = catalog.server_info(conn).version_tuple
+    if version < (2, 26, 0):
+        raise InputError(args.resource_name, "hypertable", args.hypertable,
+                         f"{target.table} has a uuid time column ({target.time_column}); this server's TimescaleDB "
+                         f"({'.'.join(map(str, version))}) cannot alter a retention policy on it (alter_job: "
+                         "'unsupported time type uuid')", "TimescaleDB 2.26 or newer for a RetentionPolicy on a "
+                         "uuid time column (CompressionPolicy works on 2.23)")
+
+
 def _recorded_before_job_fields(field: str, old: Any, new: Any) -> bool:
     """States written before paused/fixed_schedule were outputs hold neither: their defaults are no change."""
     return field in ("paused", "fixed_schedule") and old is None and new is False
@@ -290,16 +315,13 @@ def unregister(conn: psycopg.Connection, props: dict[str, Any]) -> None:
     conn.execute("SELECT lifecycle.unregister_lifecycle_policy(%s, %s, %s)", (name, project, stack))
 
 
-def window_conflict(resource: str | None, field: str, value: Any, drop_after: Window,
-                    compress_after: Window) -> InputError | None:
+def window_conflict(resource: str | None, drop_after: Window, compress_after: Window) -> jobs.Notice | None:
     if drop_after.span <= compress_after.span:
-        return InputError(
-            resource, field, value,
-            f"drop_after ({drop_after}) is not longer than compress_after ({compress_after}) on the same "
-            "hypertable: chunks would be compressed only to be dropped",
-            "drop_after longer than compress_after")
+        return jobs.Notice(
+            f"{resource}: drop_after ({drop_after}) is not longer than compress_after ({compress_after}) on the "
+            "same hypertable: chunks would be compressed only to be dropped (TimescaleDB accepts it; set "
+            "allow_drop_before_compress=True on the policy to say it is meant)")
     return None
-
 
 
 class PolicyResource(Resource):

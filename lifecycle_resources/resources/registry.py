@@ -99,6 +99,7 @@ def resources_of(table: str) -> list[pulumi.Resource]:
 
 HYPERTABLE = "Hypertable"
 SETTINGS = "CompressionSettings"
+INTEGER_NOW = "IntegerNow"  # a Hypertable's integer_now function (policies on integer time need one)
 
 
 def peers_of(table: Any) -> dict[str, Any]:
@@ -112,6 +113,8 @@ def peers_of(table: Any) -> dict[str, Any]:
         peers["time_column"] = decl.policies[HYPERTABLE][2]
     if SETTINGS in decl.policies:
         peers["compression_settings"] = True
+    if INTEGER_NOW in decl.policies:
+        peers["integer_now"] = decl.policies[INTEGER_NOW][2]
     for kind, key in (("CompressionPolicy", "compress_after"), ("RetentionPolicy", "drop_after")):
         if kind in decl.policies:
             peers[key] = decl.policies[kind][2]

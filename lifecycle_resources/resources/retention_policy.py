@@ -33,11 +33,13 @@ class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"
                  schedule_interval: str | None = None, max_runtime: str | None = None,
                  max_retries: int | None = None, retry_period: str | None = None, scheduled: bool | None = None,
                  paused: bool | None = None, fixed_schedule: bool | None = None, timezone: str | None = None,
-                 initial_start: str | None = None, adopt: bool = False, dsn: pulumi.Input[str] | None = None,
+                 initial_start: str | None = None, allow_drop_before_compress: bool = False, adopt: bool = False,
+                 dsn: pulumi.Input[str] | None = None,
                  config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         self._declare(resource_name, hypertable, drop_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled,
                        "paused": paused, "fixed_schedule": fixed_schedule, "timezone": timezone,
-                       "initial_start": initial_start},
+                       "initial_start": initial_start,
+                       "allow_drop_before_compress": allow_drop_before_compress},
                       dsn, opts, config_source, adopt)
