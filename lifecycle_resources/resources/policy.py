@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import jobs
+from ..reconcile import caggs, jobs
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
@@ -63,7 +63,9 @@ class PolicyProvider(LifecycleProvider):
 
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState]:
         name = args.resource_name
-        target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
+        # A continuous aggregate takes compression and retention policies like a hypertable does.
+        target = (caggs.policy_target(conn, args.hypertable, args.peers)
+                  or resolve_target(conn, name, "hypertable", args.hypertable, args.peers))
         w = windows(conn, name, target, {
             self.window_key: Spec(args.window, time_unit=True), "schedule_interval": Spec(args.schedule_interval),
             "max_runtime": Spec(args.max_runtime, allow_zero=True), "retry_period": Spec(args.retry_period)})
