@@ -160,6 +160,17 @@ class Cost:
         return text
 
 
+def dependents(conn: psycopg.Connection, state: CaggState) -> tuple[str, ...]:
+    """The aggregates that read this one (hierarchical): dropping it would need CASCADE."""
+    if state.materialization is None:
+        return ()
+    mat = TableName.parse(state.materialization)
+    rows = conn.execute("SELECT view_schema || '.' || view_name FROM timescaledb_information.continuous_aggregates "
+                        "WHERE hypertable_schema = %s AND hypertable_name = %s ORDER BY 1",
+                        (mat.schema, mat.name)).fetchall()
+    return tuple(r[0] for r in rows)
+
+
 def cost(conn: psycopg.Connection, state: CaggState) -> Cost:
     """Counted now, at preview, from the materialization hypertable and the source."""
     if state.materialization is None or state.time_column is None:
@@ -335,7 +346,7 @@ CaggOperation = CreateCagg | RecreateCagg | SetOption | AddRefresh | AlterRefres
 
 def plan(declared: CaggState, query: str, actual: CaggState | None, *, with_data: bool,
          allow_recreate: bool, resource: str | None, recreate_cost: Cost | None = None,
-         other_jobs: tuple[int, ...] = ()) -> list[CaggOperation]:
+         other_jobs: tuple[int, ...] = (), readers: tuple[str, ...] = ()) -> list[CaggOperation]:
     """Pure. Create when absent; recreate (only when allowed) when the query changed; otherwise converge the
     options and the refresh policy in place (alter_job keeps the job id)."""
     view = TableName.parse(declared.view)
@@ -349,6 +360,12 @@ def plan(declared: CaggState, query: str, actual: CaggState | None, *, with_data
             if not allow_recreate:
                 raise InputError(resource, "query", query, f"{op.describe()}",
                                  "allow_recreate=True to recreate it, or the query it has now")
+            if readers:
+                raise InputError(resource, "query", query,
+                                 f"{view} cannot be recreated while the continuous aggregates {list(readers)} read it "
+                                 "(it would drop them too)",
+                                 "drop those first (drop_on_delete=True on their resource, then remove it), or "
+                                 "the query it has now")
             ops.append(op)
         if declared.compress:
             ops.append(SetOption(view, "compress", True, False))

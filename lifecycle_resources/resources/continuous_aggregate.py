@@ -161,13 +161,13 @@ class ContinuousAggregateProvider(LifecycleProvider):
         actual = caggs.read(conn, view)
         claim = self.claim_for(conn, _view_object(view.qualified), f"continuous aggregate {view}",
                                actual is not None, props)
-        cost, others = None, ()
+        cost, others, readers = None, (), ()
         if actual is not None and actual.definition != declared.definition:
-            cost = caggs.cost(conn, actual)
+            cost, readers = caggs.cost(conn, actual), caggs.dependents(conn, actual)
             others = tuple(j.job_id for kind in (jobs.COMPRESSION, jobs.RETENTION)
                            for j in jobs.read_jobs(conn, kind, view) if j.job_id is not None)
         ops = caggs.plan(declared, args.query, actual, with_data=args.with_data, allow_recreate=args.allow_recreate,
-                         resource=args.resource_name, recreate_cost=cost, other_jobs=others)
+                         resource=args.resource_name, recreate_cost=cost, other_jobs=others, readers=readers)
         return declared, actual, claim, ops
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
