@@ -2,6 +2,7 @@
 
 from .resources.compression_policy import CompressionPolicy, CompressionPolicyProvider
 from .resources.compression_settings import CompressionSettings, CompressionSettingsProvider
+from .resources.continuous_aggregate import ContinuousAggregate, ContinuousAggregateProvider
 from .resources.hypertable import Hypertable, HypertableProvider
 from .resources.lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
 from .resources.policy_guard import PolicyGuard, PolicyGuardProvider
@@ -10,6 +11,6 @@ from .runner.manager import DataLifecycleManager
 
 __all__ = [
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
-    "DataLifecycleManager", "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider",
+    "ContinuousAggregate", "ContinuousAggregateProvider", "DataLifecycleManager", "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider",
     "PolicyGuard", "PolicyGuardProvider", "RetentionPolicy", "RetentionPolicyProvider",
 ]

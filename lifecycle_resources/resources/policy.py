@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import catalog, jobs
+from ..reconcile import caggs, catalog, jobs
 from ..reconcile.hypertables import read_extras
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
@@ -66,7 +66,9 @@ class PolicyProvider(LifecycleProvider):
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState,
                                                                           list[jobs.Notice]]:
         name = args.resource_name
-        target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
+        # A continuous aggregate takes compression and retention policies like a hypertable does.
+        target = (caggs.policy_target(conn, args.hypertable, args.peers)
+                  or resolve_target(conn, name, "hypertable", args.hypertable, args.peers))
         if target.column_type == "uuid" and self.kind_spec is jobs.RETENTION:
             _refuse_uuid_retention_before_fix(conn, args, target)
         if target.integer_time and not args.peers.integer_now and read_extras(conn, target.table).integer_now is None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from . import registry
 from ..identifiers import TableName
 from ..reconcile import jobs
+from ..reconcile.caggs import REFRESH_PROC
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject, read_owner
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
@@ -97,7 +98,14 @@ def read_jobs(conn: psycopg.Connection, tables: list[str]) -> list[FoundJob]:
 
 
 def _owned(conn: psycopg.Connection, job: FoundJob) -> bool:
-    return job.label in DECLARED.values() and read_owner(conn, ManagedObject(f"job:{job.label}", job.table)) is not None
+    """A policy job a resource recorded: on the table, or ("proc:view") on a continuous aggregate over it
+    (its refresh policy, or a compression or retention policy that takes the aggregate as target)."""
+    proc, _, view = job.label.partition(":")
+    if proc == job.label and job.label in DECLARED.values():
+        return read_owner(conn, ManagedObject(f"job:{job.label}", job.table)) is not None
+    if view and (proc in DECLARED.values() or proc == REFRESH_PROC):
+        return read_owner(conn, ManagedObject(f"job:{proc}", view)) is not None
+    return False
 
 
 def plan(conn: psycopg.Connection, expected: dict[str, list[str]]) -> list[RemoveJob]:

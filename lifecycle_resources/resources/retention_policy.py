@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pulumi
 
-from ..reconcile import jobs
-from .policy import PolicyProvider, PolicyResource
+from ..reconcile import caggs, jobs
+from ..reconcile.declared import Target
+from ..reconcile.intervals import Window
+from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 
 class RetentionPolicyProvider(PolicyProvider):
     kind = "RetentionPolicy"
     kind_spec = jobs.RETENTION
     peer_key = "compress_after"
+
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
+        super()._check_peers(conn, args, target, window)
+        # Refused, not warned: dropping raw chunks inside a refresh window erases the aggregated buckets.
+        for view, refresh in caggs.refreshed_over(conn, target.table):
+            problem = caggs.retention_overlap(args.resource_name, self.window_key, args.window, window, view,
+                                              refresh.start_offset, target.table.qualified)
+            if problem:
+                raise problem
 
 
 class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"):
