@@ -204,19 +204,21 @@ def _statistics(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .runner.manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
+    from .runner.progress import Steps
 
     manager = DataLifecycleManager(_need_dsn(args))
-    tty = sys.stderr.isatty()
+    with Steps("run") as steps:
+        def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
+            head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
+            if done is None:
+                if steps.tty:  # a bar on a terminal; logs get one line per policy
+                    steps.step(i, n, status.policy_name)
+            else:
+                print(f"{head}: {done.describe()}", flush=True)
+                if steps.tty:
+                    steps.done(i, n, status.policy_name, done.describe())
 
-    def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
-        head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
-        if done is None:
-            if tty:  # a live line on a terminal; logs get one line per policy
-                print(f"{head} ...", end="\r", file=sys.stderr, flush=True)
-        else:
-            print(f"{head}: {done.describe()}", flush=True)
-
-    results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
+        results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
     if not results:
         print("nothing due" + (f" for stack {args.stack}" if args.stack else ""))
         return 0
@@ -277,6 +279,31 @@ def _report(args: argparse.Namespace) -> int:
         DataLifecycleManager._require_schema(conn)
         written = html_report.write(conn, args.html, endpoint(dsn))
     print(written)
+    return 0
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from .runner import advisor, report
+    from .runner.manager import human_bytes
+    from .runner.progress import Steps
+
+    with Steps("advise") as steps:
+        def progress(i: int, n: int, cand: advisor.Candidate, done: advisor.Measurement | None) -> None:
+            if done is None:
+                steps.step(i, n, cand.label)
+            else:
+                steps.done(i, n, cand.label, f"{done.ratio:.2f}x in {done.seconds:.2f} s")
+
+        advice = advisor.advise(_need_dsn(args), args.table, progress=progress)
+    print(f"Compression of {advice.table}, measured on a copy of its chunk {advice.sample_chunk} "
+          f"({advice.sample_rows} rows):")
+    best = advice.best
+    print(report.render_table(
+        ["candidate", "segment by", "order by", "before", "after", "ratio", "saved", "compress time", ""],
+        [(m.candidate.label, m.candidate.segment_text(), m.candidate.order_text(), human_bytes(m.before_bytes),
+          human_bytes(m.after_bytes), f"{m.ratio:.2f}x", f"{m.saved_pct:.1f}%", f"{m.seconds:.3f} s",
+          "<- best" if m is best else "") for m in advice.measurements]))
+    print(advice.recommendation())
     return 0
 
 
@@ -356,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_dsn_arguments(rep)
     rep.add_argument("--html", type=Path, required=True, metavar="FILE", help="the HTML file to write")
     rep.set_defaults(func=_report, state_dir=None)
+
+    adv = sub.add_parser("advise", help="measure compression settings on a copy of a sample chunk (in a scratch "
+                                        "schema, dropped after) and recommend the best")
+    add_dsn_arguments(adv)
+    adv.add_argument("table", help="the hypertable, schema.table")
+    adv.set_defaults(func=_advise, state_dir=None)
     return parser
 
 
