@@ -9,6 +9,7 @@ from psycopg import sql
 
 from lifecycle_resources.db.connection import connect
 from lifecycle_resources.runner import advisor
+from lifecycle_resources.runner.manager import DataLifecycleManager
 from lifecycle_resources.runner.progress import Steps
 from tests.conftest import sql_run
 from tests.test_health import lifecycle
@@ -70,7 +71,7 @@ def test_advisor_many_symbols_recommends_no_segment_by(tsdb_dsn: str, schema: st
     """2000 symbols trading every 30 minutes: 48 rows per symbol and chunk, too few for segments to compress well.
     The declared segment-by sym (as the demo's feature table had) compresses badly; the advisor says so."""
     table = ticks(tsdb_dsn, schema, symbols=2000, every="30 minutes", segment_by="sym")
-    advice = advisor.advise(tsdb_dsn, table)
+    advice = DataLifecycleManager(tsdb_dsn).advise(table)
     current = advice.current
     assert current is not None and current.candidate.segment_by == ("sym",)
     assert "segment by sym (2000 values)" not in [m.candidate.label for m in advice.measurements]
