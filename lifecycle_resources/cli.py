@@ -165,7 +165,18 @@ def _status(args: argparse.Namespace) -> int:
                                "last run", "next due"], rows))
     print("\nStatistics (lifecycle.get_lifecycle_statistics)")
     print(_statistics_table(manager, None))
+    _print_health(dsn, args.stack)
     return 0
+
+
+def _print_health(dsn: str, stack: str | None) -> None:
+    from .db.connection import connect
+    from .runner import health, report
+
+    with connect(dsn) as conn:
+        problems = health.check(conn, stack=stack)
+    print("\nHealth (lifecycle health)")
+    print(report.render_table(health.HEADERS, health.rows_of(problems)) if problems else "healthy")
 
 
 def _statistics_table(manager: DataLifecycleManager, table: str | None) -> str:
@@ -193,19 +204,21 @@ def _statistics(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .runner.manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
+    from .runner.progress import Steps
 
     manager = DataLifecycleManager(_need_dsn(args))
-    tty = sys.stderr.isatty()
+    with Steps("run") as steps:
+        def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
+            head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
+            if done is None:
+                if steps.tty:  # a bar on a terminal; logs get one line per policy
+                    steps.step(i, n, status.policy_name)
+            else:
+                print(f"{head}: {done.describe()}", flush=True)
+                if steps.tty:
+                    steps.done(i, n, status.policy_name, done.describe())
 
-    def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
-        head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
-        if done is None:
-            if tty:  # a live line on a terminal; logs get one line per policy
-                print(f"{head} ...", end="\r", file=sys.stderr, flush=True)
-        else:
-            print(f"{head}: {done.describe()}", flush=True)
-
-    results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
+        results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
     if not results:
         print("nothing due" + (f" for stack {args.stack}" if args.stack else ""))
         return 0
@@ -213,10 +226,91 @@ def _run(args: argparse.Namespace) -> int:
     dropped = sum(r.chunks_affected for r in results if r.kind == "retention" and r.status != "failed")
     saved = sum(r.bytes_saved for r in results if r.kind == "compression" and r.status != "failed")
     failed = [r for r in results if r.status == "failed"]
+    _alert_failed_runs(args, failed)
     would = " (dry run: nothing changed)" if args.dry_run else ""
     print(f"{len(results)} policies run{would}: {compressed} chunks compressed, {dropped} chunks dropped, "
           f"{human_bytes(saved)} saved by compression, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def _alert_failed_runs(args: argparse.Namespace, failed: list) -> None:
+    from .runner import health
+
+    problems = [health.Problem("failing", r.policy_name, r.hypertable, args.stack, r.started_at,
+                               f"lifecycle run failed: {r.error}") for r in failed]
+    _send_alerts(args, problems, "lifecycle run")
+
+
+def _send_alerts(args: argparse.Namespace, problems: list, source: str) -> None:
+    """Structured log lines on stderr, and the webhook when one is configured; a webhook that fails is said
+    (without its URL) but does not hide the problems themselves."""
+    from .runner import alerts
+
+    try:
+        alerts.alert(problems, source, url=alerts.webhook_url(getattr(args, "webhook_file", None)))
+    except LifecycleError as exc:
+        print(f"lifecycle: {exc}", file=sys.stderr)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .db.connection import connect
+    from .runner import health, report
+
+    with connect(_need_dsn(args)) as conn:
+        problems = health.check(conn, stack=args.stack, failures=args.failures,
+                                grace=None if args.grace is None else timedelta(minutes=args.grace))
+    if not problems:
+        print("healthy" + (f" (stack {args.stack})" if args.stack else ""))
+        return 0
+    print(report.render_table(health.HEADERS, health.rows_of(problems)))
+    _send_alerts(args, problems, "lifecycle health")
+    return 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .db.connection import connect, endpoint
+    from .runner import html_report
+    from .runner.manager import DataLifecycleManager
+
+    dsn = _need_dsn(args)
+    with connect(dsn) as conn:
+        DataLifecycleManager._require_schema(conn)
+        written = html_report.write(conn, args.html, endpoint(dsn))
+    print(written)
+    return 0
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from .runner import advisor, report
+    from .runner.manager import human_bytes
+    from .runner.progress import Steps
+
+    with Steps("advise") as steps:
+        def progress(i: int, n: int, cand: advisor.Candidate, done: advisor.Measurement | None) -> None:
+            if done is None:
+                steps.step(i, n, cand.label)
+            else:
+                steps.done(i, n, cand.label, f"{done.ratio:.2f}x in {done.seconds:.2f} s")
+
+        advice = advisor.advise(_need_dsn(args), args.table, progress=progress)
+    print(f"Compression of {advice.table}, measured on a copy of its chunk {advice.sample_chunk} "
+          f"({advice.sample_rows} rows):")
+    best = advice.best
+    print(report.render_table(
+        ["candidate", "segment by", "order by", "before", "after", "ratio", "saved", "compress time", ""],
+        [(m.candidate.label, m.candidate.segment_text(), m.candidate.order_text(), human_bytes(m.before_bytes),
+          human_bytes(m.after_bytes), f"{m.ratio:.2f}x", f"{m.saved_pct:.1f}%", f"{m.seconds:.3f} s",
+          "<- best" if m is best else "") for m in advice.measurements]))
+    print(advice.recommendation())
+    return 0
+
+
+def add_alert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--webhook-file", type=Path, default=None, metavar="PATH",
+                        help="a file (mode 600) holding the alert webhook URL (default: "
+                             "$LIFECYCLE_ALERT_WEBHOOK_FILE, else $LIFECYCLE_ALERT_WEBHOOK; none: log lines only)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -270,7 +364,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
     run.add_argument("--policy", default=None, help="run this policy now, due or not")
     run.add_argument("--dry-run", action="store_true", help="measure what would change; change nothing")
+    add_alert_arguments(run)
     run.set_defaults(func=_run, state_dir=None)
+
+    hl = sub.add_parser("health", help="exit 0 when the lifecycle policies and their jobs are healthy, 2 with a "
+                                       "table of what is wrong (failing, stuck); alerts the webhook")
+    add_dsn_arguments(hl)
+    add_alert_arguments(hl)
+    hl.add_argument("--stack", default=None, help="only the policies declared by this stack/environment")
+    hl.add_argument("--failures", type=int, default=1, metavar="N",
+                    help="failing: the last N runs of a policy failed (default 1)")
+    hl.add_argument("--grace", type=float, default=None, metavar="MINUTES",
+                    help="stuck: not run although due this long ago (default: one schedule interval)")
+    hl.set_defaults(func=_health, state_dir=None)
+
+    rep = sub.add_parser("report", help="write one self-contained HTML report (storage, compression over time, "
+                                        "executions, archive and cleanup totals, statistics); print its path")
+    add_dsn_arguments(rep)
+    rep.add_argument("--html", type=Path, required=True, metavar="FILE", help="the HTML file to write")
+    rep.set_defaults(func=_report, state_dir=None)
+
+    adv = sub.add_parser("advise", help="measure compression settings on a copy of a sample chunk (in a scratch "
+                                        "schema, dropped after) and recommend the best")
+    add_dsn_arguments(adv)
+    adv.add_argument("table", help="the hypertable, schema.table")
+    adv.set_defaults(func=_advise, state_dir=None)
     return parser
 
 

@@ -43,4 +43,8 @@ $lifecycle run --stack dev
 step "what the database holds"
 $lifecycle status --stack dev
 
+step "lifecycle report --html: one self-contained page (opens offline)"
+report=$($lifecycle report --html .lifecycle/report.html)
+echo "report: $report"
+
 printf '\nThe %s TimescaleDB is still running; its DSN: .venv/bin/lifecycle db dsn --server %s\nStop it with: .venv/bin/lifecycle db stop --server %s (or make db-stop)\n' "$server" "$server" "$server"

@@ -13,9 +13,10 @@ import psycopg
 import pulumi
 
 from ..errors import InputError
-from ..reconcile import jobs
+from ..reconcile import impact, jobs
 from ..reconcile.declared import Target
 from ..reconcile.intervals import Window
+from .impact_preview import stated_impact
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 
@@ -31,6 +32,15 @@ class CompressionPolicyProvider(PolicyProvider):
                              "compression is not enabled on this hypertable",
                              "a hypertable with compression enabled: declare CompressionSettings for it")
         return super()._check_peers(conn, args, target, window)
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        """The preview states how many chunks become due for compression, and their size."""
+        checked = super().validate(olds, news)
+        found = stated_impact(self, olds, news, checked, impact.compression_impact)
+        if found is None:
+            return checked
+        return {**checked, "planned_operations": [*checked["planned_operations"], found.compress_text()]}
+
 
 class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):
     """Compresses a hypertable's chunks once they are older than `compress_after`."""

@@ -12,9 +12,11 @@ from typing import Any
 import psycopg
 import pulumi
 
-from ..reconcile import caggs, jobs
+from ..errors import InputError
+from ..reconcile import caggs, impact, jobs
 from ..reconcile.declared import Target
 from ..reconcile.intervals import Window
+from .impact_preview import stated_impact
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 
@@ -23,14 +25,30 @@ class RetentionPolicyProvider(PolicyProvider):
     kind_spec = jobs.RETENTION
     peer_key = "compress_after"
 
-    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target, window: Window) -> None:
-        super()._check_peers(conn, args, target, window)
+    def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
+                     window: Window) -> list[jobs.Notice]:
+        notices = super()._check_peers(conn, args, target, window)
         # Refused, not warned: dropping raw chunks inside a refresh window erases the aggregated buckets.
         for view, refresh in caggs.refreshed_over(conn, target.table):
             problem = caggs.retention_overlap(args.resource_name, self.window_key, args.window, window, view,
                                               refresh.start_offset, target.table.qualified)
             if problem:
                 raise problem
+        return notices
+
+    def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        """The preview states what the next run drops; over max_drop_fraction, the change is refused."""
+        limit = _fraction(news)
+        checked = super().validate(olds, news)
+        found = stated_impact(self, olds, news, checked, impact.retention_impact)
+        if found is None:
+            return checked
+        if limit is not None and found.fraction > limit:
+            raise InputError(news.get("resource_name"), "drop_after", news.get("drop_after"),
+                             f"refused by max_drop_fraction={limit}: {found.drop_text().removeprefix('impact: ')}",
+                             f"a drop_after that drops at most {100 * limit:g}% of the table, or a higher "
+                             "max_drop_fraction")
+        return {**checked, "planned_operations": [*checked["planned_operations"], found.drop_text()]}
 
 
 class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"):
@@ -47,11 +65,25 @@ class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"
                  paused: bool | None = None, fixed_schedule: bool | None = None, timezone: str | None = None,
                  initial_start: str | None = None, allow_drop_before_compress: bool = False, adopt: bool = False,
                  dsn: pulumi.Input[str] | None = None,
-                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 config_source: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None,
+                 max_drop_fraction: float | None = None) -> None:
+        """max_drop_fraction: refuse (at preview) a new or changed drop_after whose next run would drop more than
+        this share of the table's rows (estimated from statistics), e.g. 0.5."""
         self._declare(resource_name, hypertable, drop_after,
                       {"schedule_interval": schedule_interval, "max_runtime": max_runtime,
                        "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled,
                        "paused": paused, "fixed_schedule": fixed_schedule, "timezone": timezone,
                        "initial_start": initial_start,
-                       "allow_drop_before_compress": allow_drop_before_compress},
+                       "allow_drop_before_compress": allow_drop_before_compress,
+                       "max_drop_fraction": max_drop_fraction},
                       dsn, opts, config_source, adopt)
+
+
+def _fraction(news: dict[str, Any]) -> float | None:
+    value = news.get("max_drop_fraction")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(news.get("resource_name"), "max_drop_fraction", value, "not a fraction",
+                         "a number from 0 to 1 (0.5: refuse a change that drops more than half the table)")
+    return float(value)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..db.connection import connect
 from ..errors import LifecycleError
-from . import execute
+from . import advisor, execute
 
 
 class PolicyStatus(BaseModel):
@@ -173,6 +173,10 @@ class DataLifecycleManager:
             raise LifecycleError(f"lifecycle policy {policy!r} is declared by several stacks ({stacks}): "
                                  "name one with --stack")
         return live
+
+    def advise(self, table: str, progress: advisor.Progress | None = None) -> advisor.Advice:
+        """Compression settings measured on a copy of a sample chunk of `table` (runner/advisor.py)."""
+        return advisor.advise(self._dsn, table, progress=progress)
 
     def status(self, stack: str | None = None) -> list[PolicyStatus]:
         return self.policies(stack)
