@@ -98,7 +98,7 @@ WITH acted AS (SELECT c::regclass AS c FROM {show_chunks}({table}::regclass, old
            JOIN _timescaledb_catalog.dimension d ON d.id = (
                 SELECT min(o.id) FROM _timescaledb_catalog.dimension o
                  WHERE o.hypertable_id = h.id AND o.interval_length IS NOT NULL)
-           JOIN _timescaledb_catalog.chunk ch ON ch.hypertable_id = h.id AND NOT ch.dropped
+           JOIN _timescaledb_catalog.chunk ch ON ch.hypertable_id = h.id  -- a dropped chunk has no pg_class row
            JOIN _timescaledb_catalog.chunk_constraint con ON con.chunk_id = ch.id
            JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = con.dimension_slice_id AND ds.dimension_id = d.id
            JOIN pg_namespace kn ON kn.nspname = ch.schema_name
