@@ -203,3 +203,22 @@ def _row(**over: object) -> dict:
 ])
 def test_health_policy_problems_pure(row: dict, kinds: list[str]) -> None:
     assert [p.kind for p in health.policy_problems([row])] == kinds
+
+
+def test_health_refresh_warns_about_a_stuck_policy(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    """The provider's read (pulumi refresh) says the problems of its own policy, and only those."""
+    from lifecycle_resources import RetentionPolicyProvider
+    from lifecycle_resources.resources import health_warnings
+
+    name, env = registered_table(tsdb_dsn, schema)
+    p = RetentionPolicyProvider()
+    p._config_dsn = tsdb_dsn
+    [(job_id,)] = sql_run(tsdb_dsn, "SELECT job_id FROM lifecycle.policy_declarations WHERE policy_name = %s", (name,))
+    props = {"resource_name": name, "hypertable": f"{schema}.ticks", "registration": {"project": "proj",
+                                                                                      "stack": "test"}}
+    assert health_warnings.warn_unhealthy(p, str(job_id), props) == []
+    sql_run(tsdb_dsn, "UPDATE lifecycle.policy_declarations SET registered_at = now() - interval '3 days' "
+                      "WHERE policy_name = %s", (name,))
+    [said] = health_warnings.warn_unhealthy(p, str(job_id), props)
+    assert said.startswith(f"RetentionPolicy {name}: stuck: {name} on {schema}.ticks (stack proj/test)")
+    assert health_warnings.warn_unhealthy(p, str(job_id), {**props, "resource_name": "another"}) == []
