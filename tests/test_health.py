@@ -170,6 +170,9 @@ def test_alerts_webhook_file_must_be_private(tmp_path: Path) -> None:
     assert alerts.webhook_url(path, env={}) == "https://hooks.example/services/s3cr3t"
     assert alerts.webhook_url(None, env={alerts.WEBHOOK_ENV: "https://x/y"}) == "https://x/y"
     assert alerts.webhook_url(None, env={}) is None
+    with pytest.raises(LifecycleError, match="not an http\\(s\\) URL") as err:
+        alerts.send("file:///etc/s3cr3t", {"text": "x"})
+    assert "s3cr3t" not in str(err.value)
 
 
 def test_alerts_refused_or_unreachable_webhook_names_no_url() -> None:
