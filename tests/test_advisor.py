@@ -47,7 +47,7 @@ def no_scratch(dsn: str) -> None:
                             "WHERE hypertable_schema LIKE 'lifecycle_advisor_%'").fetchone() == (0,)
 
 
-def test_advisor_few_symbols_recommends_segment_by_symbol(tsdb_dsn: str, schema: str) -> None:
+def test_advisor_few_symbols_recommends_grouping_by_symbol(tsdb_dsn: str, schema: str) -> None:
     table = ticks(tsdb_dsn, schema, symbols=10, every="20 seconds", segment_by=None)
     seen = []
     advice = advisor.advise(tsdb_dsn, table, progress=lambda i, n, c, m: seen.append((i, n, m is not None)))

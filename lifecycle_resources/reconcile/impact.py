@@ -33,8 +33,8 @@ class Impact:
     total_chunks: int
     total_rows: int       # an estimate
     total_bytes: int
-    oldest: datetime | None
-    newest: datetime | None
+    oldest: datetime | int | None   # an integer for integer time
+    newest: datetime | int | None
 
     @property
     def fraction(self) -> float:
@@ -46,7 +46,9 @@ class Impact:
     def _range(self) -> str:
         if self.oldest is None or self.newest is None:
             return ""
-        return f" ({self.oldest:%Y-%m-%d %H:%M} to {self.newest:%Y-%m-%d %H:%M})"
+        if isinstance(self.oldest, datetime) and isinstance(self.newest, datetime):
+            return f" ({self.oldest:%Y-%m-%d %H:%M} to {self.newest:%Y-%m-%d %H:%M})"
+        return f" ({self.oldest} to {self.newest})"
 
     def drop_text(self) -> str:
         if self.chunks == 0:
@@ -81,6 +83,7 @@ def _rows_estimator(conn: psycopg.Connection, info: ServerInfo) -> sql.Composabl
 
 
 _TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+_INTEGER_TYPES = {"smallint": "smallint", "integer": "integer", "bigint": "bigint"}
 
 # Every chunk of the table with its size, estimated rows, range, whether the run acts on it.
 # Every chunk of the table with its size, estimated rows, time range, and whether the run acts on it. From
@@ -92,7 +95,7 @@ WITH acted AS (SELECT c::regclass AS c FROM {show_chunks}({table}::regclass, old
      per AS MATERIALIZED (
          SELECT {rows}(k.oid::regclass) AS rows,
                 pg_total_relation_size(k.oid) + coalesce(pg_total_relation_size(z.oid), 0) AS bytes,
-                to_timestamp(ds.range_start / 1e6) AS range_start, to_timestamp(ds.range_end / 1e6) AS range_end,
+                {range_start} AS range_start, {range_end} AS range_end,
                 a.c IS NOT NULL AND {due} AS acted
            FROM _timescaledb_catalog.hypertable h
            JOIN _timescaledb_catalog.dimension d ON d.id = (
@@ -117,17 +120,28 @@ SELECT count(*) FILTER (WHERE acted), coalesce(sum(rows) FILTER (WHERE acted), 0
 
 def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window,
             compression: bool) -> Impact | None:
-    kind = conn.execute("SELECT d.column_type::regtype::text FROM _timescaledb_catalog.dimension d "
-                        "JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
-                        "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1",
-                        (table.schema, table.name)).fetchone()
-    if kind is None or window.integer or kind[0] not in _TIME_TYPES:
-        return None  # not a hypertable yet (created by this program), or integer time (cut at integer_now())
+    dim = conn.execute("SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func "
+                       "FROM _timescaledb_catalog.dimension d "
+                       "JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
+                       "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1",
+                       (table.schema, table.name)).fetchone()
+    if dim is None:
+        return None  # not a hypertable yet (created by this program)
+    column_type, now_schema, now_func = dim
+    if column_type in _TIME_TYPES:
+        cutoff: sql.Composable = window.sql()  # show_chunks measures it back from now()
+        ranges = [sql.SQL("to_timestamp(ds.{} / 1e6)").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
+    elif column_type in _INTEGER_TYPES and now_func:
+        # Integer time: the policy cuts at integer_now() - window, in the column's own unit.
+        cutoff = sql.SQL("({}() - {})::{}").format(sql.Identifier(now_schema, now_func), sql.Literal(window.micros),
+                                                   sql.SQL(_INTEGER_TYPES[column_type]))
+        ranges = [sql.SQL("ds.{}").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
+    else:
+        return None  # integer time without integer_now: TimescaleDB refuses the policy itself
     query = sql.SQL(_QUERY).format(
-        show_chunks=info.fn("show_chunks"), detailed_size=info.fn("chunks_detailed_size"),
-        table=sql.Literal(table.ident.as_string(conn)), window=window.sql(), rows=_rows_estimator(conn, info),
-        due=sql.SQL("cc.id IS NULL" if compression else "true"), schema=sql.Literal(table.schema),
-        name=sql.Literal(table.name))
+        show_chunks=info.fn("show_chunks"), table=sql.Literal(table.ident.as_string(conn)), window=cutoff,
+        rows=_rows_estimator(conn, info), due=sql.SQL("cc.id IS NULL" if compression else "true"),
+        schema=sql.Literal(table.schema), name=sql.Literal(table.name), range_start=ranges[0], range_end=ranges[1])
     row = conn.execute(query).fetchone()
     if row is None:
         return None
@@ -137,7 +151,7 @@ def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window
 
 
 def retention_impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window) -> Impact | None:
-    """What a retention run with `window` (drop_after) would drop now; None for integer time."""
+    """What a retention run with `window` (drop_after) would drop now."""
     return _impact(conn, info, table, window, compression=False)
 
 
