@@ -225,3 +225,13 @@ def test_health_refresh_warns_about_a_stuck_policy(tsdb_dsn: str, lifecycle_sche
     [said] = health_warnings.warn_unhealthy(p, str(job_id), props)
     assert said.startswith(f"RetentionPolicy {name}: stuck: {name} on {schema}.ticks (stack proj/test)")
     assert health_warnings.warn_unhealthy(p, str(job_id), {**props, "resource_name": "another"}) == []
+
+
+def test_health_without_the_lifecycle_schema_checks_jobs_only(tmp_path: Path) -> None:
+    from tests.conftest import fresh_server
+
+    with fresh_server(tmp_path / "server") as dsn:
+        out = lifecycle(dsn, "health")
+        stacked = lifecycle(dsn, "health", "--stack", "dev")
+    assert out.returncode == 0 and out.stdout.strip() == "healthy", out.stdout + out.stderr
+    assert stacked.returncode == 0 and stacked.stdout.strip() == "healthy (stack dev)", stacked.stderr
