@@ -170,6 +170,9 @@ def test_alerts_webhook_file_must_be_private(tmp_path: Path) -> None:
     assert alerts.webhook_url(path, env={}) == "https://hooks.example/services/s3cr3t"
     assert alerts.webhook_url(None, env={alerts.WEBHOOK_ENV: "https://x/y"}) == "https://x/y"
     assert alerts.webhook_url(None, env={}) is None
+    with pytest.raises(LifecycleError, match="not an http\\(s\\) URL") as err:
+        alerts.send("file:///etc/s3cr3t", {"text": "x"})
+    assert "s3cr3t" not in str(err.value)
 
 
 def test_alerts_refused_or_unreachable_webhook_names_no_url() -> None:
@@ -203,3 +206,32 @@ def _row(**over: object) -> dict:
 ])
 def test_health_policy_problems_pure(row: dict, kinds: list[str]) -> None:
     assert [p.kind for p in health.policy_problems([row])] == kinds
+
+
+def test_health_refresh_warns_about_a_stuck_policy(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    """The provider's read (pulumi refresh) says the problems of its own policy, and only those."""
+    from lifecycle_resources import RetentionPolicyProvider
+    from lifecycle_resources.resources import health_warnings
+
+    name, env = registered_table(tsdb_dsn, schema)
+    p = RetentionPolicyProvider()
+    p._config_dsn = tsdb_dsn
+    [(job_id,)] = sql_run(tsdb_dsn, "SELECT job_id FROM lifecycle.policy_declarations WHERE policy_name = %s", (name,))
+    props = {"resource_name": name, "hypertable": f"{schema}.ticks", "registration": {"project": "proj",
+                                                                                      "stack": "test"}}
+    assert health_warnings.warn_unhealthy(p, str(job_id), props) == []
+    sql_run(tsdb_dsn, "UPDATE lifecycle.policy_declarations SET registered_at = now() - interval '3 days' "
+                      "WHERE policy_name = %s", (name,))
+    [said] = health_warnings.warn_unhealthy(p, str(job_id), props)
+    assert said.startswith(f"RetentionPolicy {name}: stuck: {name} on {schema}.ticks (stack proj/test)")
+    assert health_warnings.warn_unhealthy(p, str(job_id), {**props, "resource_name": "another"}) == []
+
+
+def test_health_without_the_lifecycle_schema_checks_jobs_only(tmp_path: Path) -> None:
+    from tests.conftest import fresh_server
+
+    with fresh_server(tmp_path / "server") as dsn:
+        out = lifecycle(dsn, "health")
+        stacked = lifecycle(dsn, "health", "--stack", "dev")
+    assert out.returncode == 0 and out.stdout.strip() == "healthy", out.stdout + out.stderr
+    assert stacked.returncode == 0 and stacked.stdout.strip() == "healthy (stack dev)", stacked.stderr

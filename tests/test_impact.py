@@ -151,3 +151,26 @@ def test_impact_compression_preview_states_due_chunks(tsdb_dsn: str, lifecycle_s
     ops = checked(p, {}, {"hypertable": f"{schema}.ticks", "compress_after": "7 days",
                           "resource_name": "cp"})["planned_operations"]
     assert ops[-1].startswith(f"impact: ") and "become due for compression" in ops[-1]
+
+
+def test_impact_retention_integer_time(tsdb_dsn: str, lifecycle_schema: None, schema: str) -> None:
+    """Integer time (epoch seconds): cut at integer_now() - drop_after, ranges in the column's unit."""
+    rel = f'"{schema}".events'
+    sql_run(tsdb_dsn, f"CREATE TABLE {rel} (t bigint NOT NULL, v int)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('t', 86400))", (rel,))
+    sql_run(tsdb_dsn, f'CREATE FUNCTION "{schema}".now_s() RETURNS bigint LANGUAGE sql STABLE '
+                      "AS $$ SELECT extract(epoch FROM now())::bigint $$")
+    sql_run(tsdb_dsn, "SELECT set_integer_now_func(%s::regclass, %s::regproc)", (rel, f'"{schema}".now_s'))
+    sql_run(tsdb_dsn, f"INSERT INTO {rel} SELECT extract(epoch FROM now())::bigint - g * 600, g "
+                      f"FROM generate_series(1, {DAYS * PER_DAY}) g")
+    sql_run(tsdb_dsn, f"ANALYZE {rel}")
+    chunks = [r[0] for r in sql_run(tsdb_dsn, f'SELECT c::text FROM show_chunks(%s::regclass, older_than => '
+                                              f'"{schema}".now_s() - 864000) c', (rel,))]
+    rows = sum(sql_run(tsdb_dsn, f"SELECT count(*) FROM {c}")[0][0] for c in chunks)
+    with connect(tsdb_dsn) as conn:
+        found = impact.retention_impact(conn, catalog.server_info(conn), TableName(schema, "events"),
+                                        Window.of_integer(864000))
+    assert found is not None and found.chunks == len(chunks) == 10
+    assert abs(found.rows - rows) <= 0.02 * rows
+    assert isinstance(found.oldest, int) and isinstance(found.newest, int) and found.newest - found.oldest == 864000
+    assert f"of {schema}.events ({found.oldest} to {found.newest}): ~" in found.drop_text()

@@ -1,7 +1,8 @@
 """What a policy's next run will act on, stated at preview: for retention, the chunks it drops, their time
 range, their rows and bytes; for compression, the chunks that become due and their size.
 
-Never a scan of the table: chunks come from show_chunks (the catalog), bytes from chunks_detailed_size, rows
+Never a scan of the table: chunks come from show_chunks and TimescaleDB's catalog, bytes from the relations'
+sizes, rows
 from statistics (lifecycle._estimated_rows when the lifecycle schema is installed, which also covers
 never-analyzed and freshly compressed chunks; else TimescaleDB's approximate_row_count). Rows are therefore
 estimates, and said to be.
@@ -32,8 +33,8 @@ class Impact:
     total_chunks: int
     total_rows: int       # an estimate
     total_bytes: int
-    oldest: datetime | None
-    newest: datetime | None
+    oldest: datetime | int | None   # an integer for integer time
+    newest: datetime | int | None
 
     @property
     def fraction(self) -> float:
@@ -45,7 +46,9 @@ class Impact:
     def _range(self) -> str:
         if self.oldest is None or self.newest is None:
             return ""
-        return f" ({self.oldest:%Y-%m-%d %H:%M} to {self.newest:%Y-%m-%d %H:%M})"
+        if isinstance(self.oldest, datetime) and isinstance(self.newest, datetime):
+            return f" ({self.oldest:%Y-%m-%d %H:%M} to {self.newest:%Y-%m-%d %H:%M})"
+        return f" ({self.oldest} to {self.newest})"
 
     def drop_text(self) -> str:
         if self.chunks == 0:
@@ -80,38 +83,65 @@ def _rows_estimator(conn: psycopg.Connection, info: ServerInfo) -> sql.Composabl
 
 
 _TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+_INTEGER_TYPES = {"smallint": "smallint", "integer": "integer", "bigint": "bigint"}
 
 # Every chunk of the table with its size, estimated rows, range, whether the run acts on it.
+# Every chunk of the table with its size, estimated rows, time range, and whether the run acts on it. From
+# TimescaleDB's own catalog tables: its information views (chunks, chunks_detailed_size) cost 60-90 ms each
+# per call on a database of a few thousand chunks, which a preview of a hundred policies would pay a hundred
+# times. Bytes as chunks_detailed_size counts them: the chunk plus, when compressed, its compressed relation.
 _QUERY = """
 WITH acted AS (SELECT c::regclass AS c FROM {show_chunks}({table}::regclass, older_than => {window}) c),
-     sized AS (SELECT format('%I.%I', d.chunk_schema, d.chunk_name)::regclass AS c, d.total_bytes
-                 FROM {detailed_size}({table}::regclass) d)
-SELECT count(*) FILTER (WHERE a.c IS NOT NULL AND {due}),
-       coalesce(sum({rows}(s.c)) FILTER (WHERE a.c IS NOT NULL AND {due}), 0)::bigint,
-       coalesce(sum(s.total_bytes) FILTER (WHERE a.c IS NOT NULL AND {due}), 0)::bigint,
-       count(*),
-       coalesce(sum({rows}(s.c)), 0)::bigint,
-       coalesce(sum(s.total_bytes), 0)::bigint,
-       min(ch.range_start) FILTER (WHERE a.c IS NOT NULL AND {due}),
-       max(ch.range_end) FILTER (WHERE a.c IS NOT NULL AND {due})
-  FROM sized s
-  JOIN pg_class k ON k.oid = s.c
-  JOIN pg_namespace kn ON kn.oid = k.relnamespace
-  JOIN timescaledb_information.chunks ch ON ch.chunk_schema = kn.nspname AND ch.chunk_name = k.relname
-  LEFT JOIN acted a ON a.c = s.c
+     per AS MATERIALIZED (
+         SELECT {rows}(k.oid::regclass) AS rows,
+                pg_total_relation_size(k.oid) + coalesce(pg_total_relation_size(z.oid), 0) AS bytes,
+                {range_start} AS range_start, {range_end} AS range_end,
+                a.c IS NOT NULL AND {due} AS acted
+           FROM _timescaledb_catalog.hypertable h
+           JOIN _timescaledb_catalog.dimension d ON d.id = (
+                SELECT min(o.id) FROM _timescaledb_catalog.dimension o
+                 WHERE o.hypertable_id = h.id AND o.interval_length IS NOT NULL)
+           JOIN _timescaledb_catalog.chunk ch ON ch.hypertable_id = h.id  -- a dropped chunk has no pg_class row
+           JOIN _timescaledb_catalog.chunk_constraint con ON con.chunk_id = ch.id
+           JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = con.dimension_slice_id AND ds.dimension_id = d.id
+           JOIN pg_namespace kn ON kn.nspname = ch.schema_name
+           JOIN pg_class k ON k.relnamespace = kn.oid AND k.relname = ch.table_name
+           LEFT JOIN _timescaledb_catalog.chunk cc ON cc.id = ch.compressed_chunk_id
+           LEFT JOIN pg_namespace zn ON zn.nspname = cc.schema_name
+           LEFT JOIN pg_class z ON z.relnamespace = zn.oid AND z.relname = cc.table_name
+           LEFT JOIN acted a ON a.c = k.oid
+          WHERE h.schema_name = {schema} AND h.table_name = {name})
+SELECT count(*) FILTER (WHERE acted), coalesce(sum(rows) FILTER (WHERE acted), 0)::bigint,
+       coalesce(sum(bytes) FILTER (WHERE acted), 0)::bigint, count(*), coalesce(sum(rows), 0)::bigint,
+       coalesce(sum(bytes), 0)::bigint, min(range_start) FILTER (WHERE acted), max(range_end) FILTER (WHERE acted)
+  FROM per
 """
 
 
 def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window,
             compression: bool) -> Impact | None:
-    kind = conn.execute("SELECT column_type::text FROM timescaledb_information.dimensions WHERE hypertable_schema = %s "
-                        "AND hypertable_name = %s AND dimension_number = 1", (table.schema, table.name)).fetchone()
-    if kind is None or window.integer or kind[0] not in _TIME_TYPES:
-        return None  # not a hypertable yet (created by this program), or integer time (cut at integer_now())
+    dim = conn.execute("SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func "
+                       "FROM _timescaledb_catalog.dimension d "
+                       "JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
+                       "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1",
+                       (table.schema, table.name)).fetchone()
+    if dim is None:
+        return None  # not a hypertable yet (created by this program)
+    column_type, now_schema, now_func = dim
+    if column_type in _TIME_TYPES:
+        cutoff: sql.Composable = window.sql()  # show_chunks measures it back from now()
+        ranges = [sql.SQL("to_timestamp(ds.{} / 1e6)").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
+    elif column_type in _INTEGER_TYPES and now_func:
+        # Integer time: the policy cuts at integer_now() - window, in the column's own unit.
+        cutoff = sql.SQL("({}() - {})::{}").format(sql.Identifier(now_schema, now_func), sql.Literal(window.micros),
+                                                   sql.SQL(_INTEGER_TYPES[column_type]))
+        ranges = [sql.SQL("ds.{}").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
+    else:
+        return None  # integer time without integer_now: TimescaleDB refuses the policy itself
     query = sql.SQL(_QUERY).format(
-        show_chunks=info.fn("show_chunks"), detailed_size=info.fn("chunks_detailed_size"),
-        table=sql.Literal(table.ident.as_string(conn)), window=window.sql(), rows=_rows_estimator(conn, info),
-        due=sql.SQL("NOT ch.is_compressed" if compression else "true"))
+        show_chunks=info.fn("show_chunks"), table=sql.Literal(table.ident.as_string(conn)), window=cutoff,
+        rows=_rows_estimator(conn, info), due=sql.SQL("cc.id IS NULL" if compression else "true"),
+        schema=sql.Literal(table.schema), name=sql.Literal(table.name), range_start=ranges[0], range_end=ranges[1])
     row = conn.execute(query).fetchone()
     if row is None:
         return None
@@ -121,7 +151,7 @@ def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window
 
 
 def retention_impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window) -> Impact | None:
-    """What a retention run with `window` (drop_after) would drop now; None for integer time."""
+    """What a retention run with `window` (drop_after) would drop now."""
     return _impact(conn, info, table, window, compression=False)
 
 

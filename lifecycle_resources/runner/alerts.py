@@ -38,10 +38,7 @@ def webhook_url(file: Path | None = None, env: dict[str, str] | None = None) -> 
     if mode & 0o077:
         raise LifecycleError(f"alert webhook file {path}: readable by other users (mode {mode & 0o777:o}): the URL "
                              f"is a secret; make it private with `chmod 600 {path}`")
-    url = text.strip()
-    if not url.startswith(("http://", "https://")):
-        raise LifecycleError(f"alert webhook file {path}: expected one http(s) URL, found something else")
-    return url
+    return text.strip()
 
 
 def slack_payload(problems: Sequence[Problem], source: str) -> dict[str, Any]:
@@ -58,6 +55,8 @@ def slack_payload(problems: Sequence[Problem], source: str) -> dict[str, Any]:
 
 def send(url: str, payload: dict[str, Any], timeout: float = TIMEOUT) -> None:
     """POST the payload; a refusal or an unreachable receiver raises, naming neither the URL nor its token."""
+    if not url.startswith(("http://", "https://")):  # urllib would also open file:// and ftp:// URLs
+        raise LifecycleError("alert webhook: not an http(s) URL; accepted: https://... (the receiver's webhook URL)")
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:

@@ -1,0 +1,31 @@
+"""At refresh (`pulumi preview --refresh`, `pulumi refresh`): a managed policy that is failing or stuck
+(runner/health.py) is said as a warning on the resource, so the operator sees it where the policy is declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from ..errors import LifecycleError
+from .policy import PolicyProvider, registration_scope
+
+
+def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) -> list[str]:
+    """Warn about this policy's problems (its declaration's runs, its TimescaleDB job); the warnings given."""
+    from ..runner import health  # the runner's health checks; imported only at refresh
+
+    name = props.get("resource_name")
+    project, stack, _ = registration_scope(props)
+    label = f"{project}/{stack}" if project else stack
+    try:
+        with provider.session(props) as (conn, _info):
+            problems = health.check(conn, stack=label or None)
+    except LifecycleError as exc:  # a refresh is not refused because health could not be read
+        problems, said = [], [f"{provider.kind} {name}: health not checked: {exc}"]
+    else:
+        said = [f"{provider.kind} {name}: {p.describe()}" for p in problems
+                if p.subject == name or p.subject.startswith(f"job {id_} ")]
+    for text in said:
+        pulumi.log.warn(text)
+    return said
