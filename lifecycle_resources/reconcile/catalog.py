@@ -246,6 +246,24 @@ def cached(conn: psycopg.Connection, what: str, key: str, load: Callable[[], T])
         return value
 
 
+_present: set[tuple[str, str]] = set()
+
+
+def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, created_here: bool = True) -> bool:
+    """Whether an object this product installs once and never drops (the ownership ledger, the lifecycle
+    schema's functions) exists. Once seen in the provider host, not asked again by this process (one command).
+    Seen inside a transaction only counts when that transaction cannot have created it (`created_here`
+    False): a rollback could undo it."""
+    key = (conn.info.dsn, what)
+    if key in _present and pool.enabled():
+        return True
+    found = probe()
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if found and pool.enabled() and (idle or not created_here):
+        _present.add(key)
+    return found
+
+
 def per_schema(conn: psycopg.Connection, what: str, table: TableName, one: Callable[[], T | None],
                schema: Callable[[], dict[str, T]]) -> T | None:
     """One object of `table`: from one read of its whole schema when shared reads are allowed (cached()),

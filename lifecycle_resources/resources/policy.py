@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import jobs
+from ..reconcile import catalog, jobs
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
@@ -260,9 +260,12 @@ def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def _has_registry(conn: psycopg.Connection) -> bool:
     """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
-    row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,integer,"
-                       "text,text,text,boolean)') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,"
+                           "integer,text,text,text,boolean)') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+    # a policy's transaction never creates the lifecycle schema: LifecycleSchema's migrations do
+    return catalog.present(conn, "lifecycle policy registry", probe, created_here=False)
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
