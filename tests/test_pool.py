@@ -157,3 +157,22 @@ def test_db_timing_off_by_default(tsdb_dsn: str, schema: str, tmp_path: Path, mo
     p = provider(tsdb_dsn)
     p.check({}, inputs(make_table(tsdb_dsn, schema, rows=1)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_catalog_present_not_remembered_from_a_transaction_that_may_roll_back(tsdb_dsn: str, schema: str,
+                                                                              pooling: None) -> None:
+    def probe(conn: psycopg.Connection) -> bool:
+        return bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".once',)).fetchone()[0])
+
+    what = f"{schema}.once"
+    with pooled(tsdb_dsn, catalog.server_info) as conn:
+        with conn.transaction() as tx:
+            conn.execute(f'CREATE TABLE "{schema}".once (v int)')
+            assert catalog.present(conn, what, lambda: probe(conn))
+            raise psycopg.Rollback(tx)
+    with pooled(tsdb_dsn, catalog.server_info) as conn:
+        assert not catalog.present(conn, what, lambda: probe(conn))
+        conn.execute(f'CREATE TABLE "{schema}".once (v int)')
+        assert catalog.present(conn, what, lambda: probe(conn))  # committed: remembered
+        conn.execute(f'DROP TABLE "{schema}".once')
+        assert catalog.present(conn, what, lambda: probe(conn))  # not asked again by this process

@@ -219,6 +219,12 @@ def writing() -> Iterator[None]:
             _entries.clear()
 
 
+def _server_key(conn: psycopg.Connection) -> str:
+    """Which server and database the connection is on (conn.info.dsn would parse the conninfo each time)."""
+    pg = conn.pgconn
+    return f"{pg.host!r}:{pg.port!r}/{pg.db!r}/{pg.user!r}"
+
+
 def shared_reads(conn: psycopg.Connection) -> bool:
     """Whether a read on `conn` may be served from (and stored in) the cache of this process."""
     return (pool.enabled() and _writers == 0
@@ -231,7 +237,7 @@ def cached(conn: psycopg.Connection, what: str, key: str, load: Callable[[], T])
     one's query instead of repeating it."""
     if not shared_reads(conn):
         return load()
-    entry_key = (conn.info.dsn, what, key)
+    entry_key = (_server_key(conn), what, key)
     with _cache_lock:
         gate = _loading.setdefault(entry_key, threading.Lock())
     with gate:
@@ -245,6 +251,24 @@ def cached(conn: psycopg.Connection, what: str, key: str, load: Callable[[], T])
             if generation == _generation and _writers == 0:
                 _entries[entry_key] = (generation, started, value)
         return value
+
+
+_present: set[tuple[str, str]] = set()
+
+
+def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, created_here: bool = True) -> bool:
+    """Whether an object this product installs once and never drops (the ownership ledger, the lifecycle
+    schema's functions) exists. Once seen in the provider host, not asked again by this process (one command).
+    Seen inside a transaction only counts when that transaction cannot have created it (`created_here`
+    False): a rollback could undo it."""
+    key = (_server_key(conn), what)
+    if key in _present and pool.enabled():
+        return True
+    found = probe()
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if found and pool.enabled() and (idle or not created_here):
+        _present.add(key)
+    return found
 
 
 def per_schema(conn: psycopg.Connection, what: str, table: TableName, one: Callable[[], T | None],

@@ -46,6 +46,12 @@ class Target(BaseModel):
 
 def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, hypertable: str,
                    peers: Peers) -> Target:
+    return target_and_snapshot(conn, resource, field, hypertable, peers)[0]
+
+
+def target_and_snapshot(conn: psycopg.Connection, resource: str | None, field: str, hypertable: str,
+                        peers: Peers) -> tuple[Target, catalog.TableSnapshot | None]:
+    """The target, and the table as read (None when the program's LifecycleSchema will create it)."""
     try:
         table = TableName.parse(hypertable)
     except ValueError as exc:
@@ -55,17 +61,17 @@ def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, h
         if peers.promised:
             # Created by the program's LifecycleSchema before this resource: check against what it will be.
             return Target(table=table, time_column=peers.promised["time_column"],
-                          column_type=peers.promised["column_type"], compression_enabled=False)
+                          column_type=peers.promised["column_type"], compression_enabled=False), None
         raise InputError(resource, field, hypertable, "no such table", "an existing hypertable")
     if snap.time_dimension is not None:
         return Target(table=table, time_column=snap.time_dimension.column,
                       column_type=snap.time_dimension.column_type,
-                      compression_enabled=snap.compression_enabled)
+                      compression_enabled=snap.compression_enabled), snap
     if peers.time_column:
         column = snap.column(peers.time_column)
         if column is not None:
             return Target(table=table, time_column=column.name, column_type=column.type_name,
-                          compression_enabled=False)
+                          compression_enabled=False), snap
     raise InputError(resource, field, hypertable, "is a plain table, not a hypertable",
                      "a hypertable: declare a Hypertable resource for it first")
 

@@ -80,8 +80,10 @@ class Claim:
 
 
 def _ledger_exists(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{TABLE}",)).fetchone()
-    return bool(row and row[0])
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{TABLE}",)).fetchone()
+        return bool(row and row[0])
+    return catalog.present(conn, "ownership ledger", probe)
 
 
 def read_owner(conn: psycopg.Connection, obj: ManagedObject) -> Owner | None:

@@ -18,10 +18,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from . import registry
 from ..errors import Deferred
 from ..identifiers import TableName
-from ..reconcile import catalog
 from ..reconcile.compression import (CompressionSettingsArgs, CompressionState, apply_settings, declared_state,
                                      left_enabled, plan_settings, read_settings)
-from ..reconcile.declared import Target, resolve_target
+from ..reconcile.declared import Target, target_and_snapshot
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
@@ -41,8 +40,7 @@ class CompressionSettingsProvider(LifecycleProvider):
     internal_keys = INTERNAL_KEYS | {"segment_by_normalised", "order_by_normalised"}
 
     def _declared(self, conn: psycopg.Connection, args: CompressionSettingsArgs) -> tuple[Target, CompressionState]:
-        target = resolve_target(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
-        snap = catalog.table_snapshot(conn, target.table)
+        target, snap = target_and_snapshot(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
         if snap is None:  # promised by the program's LifecycleSchema: its columns are not known yet
             raise Deferred(f"{target.table} is created by the program's LifecycleSchema")
         return target, declared_state(args, target, [c.name for c in snap.columns])

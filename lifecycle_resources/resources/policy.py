@@ -287,9 +287,12 @@ def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def _has_registry(conn: psycopg.Connection) -> bool:
     """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
-    row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,integer,"
-                       "text,text,text,boolean)') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,"
+                           "integer,text,text,text,boolean)') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+    # a policy's transaction never creates the lifecycle schema: LifecycleSchema's migrations do
+    return catalog.present(conn, "lifecycle policy registry", probe, created_here=False)
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
