@@ -187,8 +187,8 @@ READ = (
          FROM timescaledb_information.hypertables h
          JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
         WHERE h.hypertable_schema = %s""",
-    """SELECT hypertable, segmentby, orderby FROM timescaledb_information.hypertable_compression_settings
-        WHERE hypertable::text LIKE %s || '.%%'""",
+    """SELECT s.hypertable, s.segmentby, s.orderby FROM timescaledb_information.hypertable_compression_settings s
+         JOIN pg_class c ON c.oid = s.hypertable WHERE c.relnamespace = %s::regnamespace""",
     """SELECT hypertable_name, proc_name, schedule_interval, config, scheduled
          FROM timescaledb_information.jobs WHERE hypertable_schema = %s""",
 )
@@ -227,8 +227,10 @@ def check_catalog(dsn: str, schema: str, counts: list[int], what: str) -> None:
 class Stack:
     """A throwaway Pulumi project and stack, driven through bin/pulumi with a file backend of its own."""
 
-    def __init__(self, workdir: Path, *, program: str, config: dict, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, *, program: str, config: dict, env: dict[str, str],
+                 timing_dir: Path | None = None) -> None:
         self.workdir = workdir
+        self.timing_dir = timing_dir  # where the provider writes its database time per step, if it does
         workdir.mkdir(parents=True)
         (workdir / "state").mkdir()
         (workdir / "Pulumi.yaml").write_text(textwrap.dedent(f"""\
@@ -271,24 +273,36 @@ class Stack:
                              + "\n".join(out[-150:]))
         return elapsed
 
-    def measure(self, repeat: int, warmup: bool, timing_dir: Path | None) -> dict:
-        """Warm-up, `up` from empty, then the clean preview and refresh: their seconds (median of `repeat`)."""
-        def timing(step: str) -> dict[str, str]:
-            return {"LIFECYCLE_DB_TIMING": str(timing_dir / f"{step}.jsonl")} if timing_dir else {}
+    def timing(self, step: str) -> dict[str, str]:
+        return {"LIFECYCLE_DB_TIMING": str(self.timing_dir / f"{step}.jsonl")} if self.timing_dir else {}
 
+
+STEPS = {"preview": ("preview", "--expect-no-changes"), "refresh": ("preview", "--refresh", "--expect-no-changes")}
+
+
+def measure(stacks: dict[str, Stack], repeat: int, warmup: bool) -> dict[str, dict]:
+    """`up` from empty, then the clean preview and refresh (median of `repeat`), for each stack.
+
+    The stacks take turns (product, floor, product, floor ...) so that a machine busy with something else
+    weighs on both sides of a ratio alike. A preview that is not clean fails: --expect-no-changes."""
+    result: dict[str, dict] = {name: {} for name in stacks}
+    for stack in stacks.values():
         if warmup:
-            self.run("preview")
-        result = {"up": self.run("up", "--yes", "--skip-preview", env=timing("up"))}
-        steps = {"preview": ("preview", "--expect-no-changes"),
-                 "refresh": ("preview", "--refresh", "--expect-no-changes")}
-        for step, args in steps.items():
-            if warmup:
-                self.run(*args)  # a dirty preview fails here, loudly: --expect-no-changes
-            times = [self.run(*args, env=timing(step)) for _ in range(repeat)]
-            result[step] = median(times)
-            result[f"{step}_runs"] = [round(t, 3) for t in times]
-        result["up"] = round(result["up"], 3)
-        return result
+            stack.run("preview")
+    for name, stack in stacks.items():
+        result[name]["up"] = round(stack.run("up", "--yes", "--skip-preview", env=stack.timing("up")), 3)
+    for step, args in STEPS.items():
+        runs: dict[str, list[float]] = {name: [] for name in stacks}
+        for i in range(int(warmup) + repeat):
+            for name, stack in stacks.items():
+                timed = i >= int(warmup)
+                seconds = stack.run(*args, env=stack.timing(step) if timed else None)
+                if timed:
+                    runs[name].append(round(seconds, 3))
+        for name in stacks:
+            result[name][step] = median(runs[name])
+            result[name][f"{step}_runs"] = runs[name]
+    return result
 
 
 def _session(sid: int) -> list[int]:
@@ -337,17 +351,16 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
     timing_dir = workdir / f"timing-{n}"
     timing_dir.mkdir(parents=True)
     product = Stack(workdir / f"product-{n}", program=PRODUCT, config={"schema": product_schema, "split": counts},
-                    env={**env, "TSDB_DSN": dsn})
-    product_times = product.measure(repeat, warmup, timing_dir)
-    check_catalog(dsn, product_schema, counts, "the product stack")
+                    env={**env, "TSDB_DSN": dsn}, timing_dir=timing_dir)
     floor = Stack(workdir / f"floor-{n}", program=FLOOR, config={"schema": product_schema, "split": counts},
                   env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "scripts"),
                                                                              env.get("PYTHONPATH")]))})
-    floor_times = floor.measure(repeat, warmup, None)
+    times = measure({"product": product, "floor": floor}, repeat, warmup)
+    check_catalog(dsn, product_schema, counts, "the product stack")
     db = {step: dataclasses.asdict(t) if (t := read_timing(timing_dir / f"{step}.jsonl")) else None
           for step in ("up", "preview", "refresh")}
-    return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": product_times,
-            "floor": floor_times, "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+    return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
+            "floor": times["floor"], "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
             "provider_db": db}
 
 
