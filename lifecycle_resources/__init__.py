@@ -2,7 +2,7 @@
 
 from .resources.compression_policy import CompressionPolicy, CompressionPolicyProvider
 from .resources.compression_settings import CompressionSettings, CompressionSettingsProvider
-from .resources.hypertable import Hypertable, HypertableProvider
+from .resources.hypertable import Hypertable, HypertableProvider, IntegerNow
 from .resources.lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
 from .resources.policy_guard import PolicyGuard, PolicyGuardProvider
 from .resources.retention_policy import RetentionPolicy, RetentionPolicyProvider
@@ -10,6 +10,6 @@ from .runner.manager import DataLifecycleManager
 
 __all__ = [
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
-    "DataLifecycleManager", "Hypertable", "HypertableProvider", "LifecycleSchema", "LifecycleSchemaProvider",
+    "DataLifecycleManager", "Hypertable", "HypertableProvider", "IntegerNow", "LifecycleSchema", "LifecycleSchemaProvider",
     "PolicyGuard", "PolicyGuardProvider", "RetentionPolicy", "RetentionPolicyProvider",
 ]
