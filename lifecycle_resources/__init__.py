@@ -5,11 +5,12 @@ from .resources.compression_settings import CompressionSettings, CompressionSett
 from .resources.hypertable import Hypertable, HypertableProvider, IntegerNow
 from .resources.lifecycle_schema import LifecycleSchema, LifecycleSchemaProvider
 from .resources.policy_guard import PolicyGuard, PolicyGuardProvider
+from .resources.reorder_policy import ReorderPolicy, ReorderPolicyProvider
 from .resources.retention_policy import RetentionPolicy, RetentionPolicyProvider
 from .runner.manager import DataLifecycleManager
 
 __all__ = [
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
     "DataLifecycleManager", "Hypertable", "HypertableProvider", "IntegerNow", "LifecycleSchema", "LifecycleSchemaProvider",
-    "PolicyGuard", "PolicyGuardProvider", "RetentionPolicy", "RetentionPolicyProvider",
+    "PolicyGuard", "PolicyGuardProvider", "ReorderPolicy", "ReorderPolicyProvider", "RetentionPolicy", "RetentionPolicyProvider",
 ]
