@@ -136,3 +136,14 @@ def test_reorder_policy_guard_sees_reorder_jobs(tsdb_dsn: str, schema: str) -> N
     declared = checked(g, {}, {"policies": {table: ["policy_reorder"]}, "resource_name": "guard"})
     assert declared["planned_operations"] == []
     assert unfold(declared)["policies"] == {table: ["policy_reorder"]}
+
+
+@pytest.mark.integration
+def test_reorder_on_table_the_program_makes_a_hypertable(tsdb_dsn: str, schema: str) -> None:
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".plain (ts timestamptz NOT NULL, id int, PRIMARY KEY (id, ts))')
+    p = make(ReorderPolicyProvider, tsdb_dsn)
+    base = {"hypertable": f"{schema}.plain", "resource_name": "reorder", "peers": {"time_column": "ts"}}
+    assert p.check({}, {**base, "index": "plain_ts_idx"}).failures == []  # its default index, made at up
+    assert p.check({}, {**base, "index": "plain_pkey"}).failures == []
+    found = failures(p, {**base, "index": "nope"})
+    assert [f for f, _ in found] == ["index"] and "plain_pkey, plain_ts_idx" in found[0][1], found

@@ -56,11 +56,12 @@ class ReorderPolicyProvider(LifecycleProvider):
         name = args.resource_name
         target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
         indexes = reorder.table_indexes(conn, target.table)
-        if indexes and args.index not in indexes:
+        if args.peers.time_column:
+            # The program's Hypertable creates the default time index when it makes the table a hypertable.
+            indexes.append(f"{target.table.name}_{target.time_column}_idx")
+        if args.index not in indexes:
             raise InputError(name, "index", args.index, f"{target.table} has no such index",
-                             "one of " + ", ".join(indexes))
-        if not indexes and not args.peers.time_column:
-            raise InputError(name, "index", args.index, f"{target.table} has no index", "an index of the table")
+                             "one of " + ", ".join(indexes) if indexes else "an index of the table")
         specs = {f: Spec(getattr(args, f), allow_zero=f == "max_runtime")
                  for f in reorder.INTERVALS if getattr(args, f) is not None}
         found = windows(conn, name, target, specs)
