@@ -47,7 +47,7 @@ def test_integer_time_hypertable_with_integer_now_as_code(tsdb_dsn: str, schema:
     assert f"create function {schema}.unix_now() returning bigint: {NOW}" in planned
     assert f"set integer_now of {table}: none -> {schema}.unix_now" in planned
     assert dims(tsdb_dsn, schema) == [] and body_of(tsdb_dsn, schema) is None  # check changed nothing
-    assert f"add hash dimension itemid (4 partitions) to {table} (chunks created from now on)" in planned
+    assert f"create hypertable {table} on clock and hash itemid (4 partitions)" in planned
     outs = p.create(checked(p, {}, news(table, schema))).outs
     assert dims(tsdb_dsn, schema) == [("clock", "86400", None, "unix_now")]
     assert body_of(tsdb_dsn, schema) == NOW
@@ -198,3 +198,17 @@ def test_integer_time_window_type_must_match_time_column(tsdb_dsn: str, schema: 
                      {"hypertable": f"{schema}.ticks", "drop_after": 604800, "resource_name": "ret"})
     assert [f for f, _ in found] == ["drop_after"], found
     assert "is timestamptz, not integer time: an interval is needed" in found[0][1]
+
+
+def test_hypertable_unique_index_without_time_column_refused(tsdb_dsn: str, schema: str) -> None:
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".events (time timestamptz NOT NULL, event_id uuid PRIMARY KEY)')
+    try:  # TimescaleDB's own refusal
+        sql_run(tsdb_dsn, f"SELECT create_hypertable('\"{schema}\".events', 'time')")
+        raise AssertionError("TimescaleDB accepted it")
+    except Exception as exc:  # noqa: BLE001 - its error class is not ours to pin
+        assert "cannot create a unique index without the column" in str(exc)
+    found = failures(make(HypertableProvider, tsdb_dsn),
+                     {"table": f"{schema}.events", "time_column": "time", "resource_name": "events"})
+    assert [f for f, _ in found] == ["time_column"], found
+    assert "unique index events_pkey without time" in found[0][1] and "events:" in found[0][1]
+    assert dims(tsdb_dsn, schema, "events") == []

@@ -30,10 +30,10 @@ def test_integer_time_plan_create_with_function_and_dimension() -> None:
     declared = state(integer_now="public.unix_now", integer_now_body="SELECT 1::bigint", space_column="itemid",
                      number_partitions=4)
     assert plan(declared, None, create_default_indexes=False) == [
-        CreateHypertable(T, "clock", "int8", 86400, True, False),
+        CreateHypertable(T, "clock", "int8", 86400, True, False, "itemid", 4),
         CreateIntegerNowFunction(F, "int8", "SELECT 1::bigint", None),
-        SetIntegerNow(T, F, None),
-        AddHashDimension(T, "itemid", 4)]
+        SetIntegerNow(T, F, None)]
+    assert plan(state(space_column="itemid", number_partitions=4), state()) == [AddHashDimension(T, "itemid", 4)]
 
 
 def test_integer_time_plan_nothing_when_equal() -> None:

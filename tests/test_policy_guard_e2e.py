@@ -50,7 +50,7 @@ def test_policy_guard_e2e_declared_first_keeps_declared_jobs(stack: PulumiStack,
 
     drift = stack.preview("--refresh", "--expect-no-changes")
     assert drift.code != 0, drift
-    for job_id, kind in ((reorder, "policy_reorder"), (refresh, f"policy_refresh_continuous_aggregate:{schema}.hourly"),
+    for job_id, kind in ((reorder, "ReorderPolicy"), (refresh, f"policy_refresh_continuous_aggregate:{schema}.hourly"),
                          (custom, f"custom:{schema}.touch")):
         assert f"DESTRUCTIVE: delete job {job_id} ({kind} on {schema}.ticks, declared by no resource)" in drift.out, drift
     stack.up("--refresh")

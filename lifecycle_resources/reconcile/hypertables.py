@@ -87,6 +87,17 @@ def read_extras(conn: psycopg.Connection, table: TableName) -> Extras:
     return Extras(**found)
 
 
+def unique_indexes_without(conn: psycopg.Connection, table: TableName, columns: list[str]) -> list[str]:
+    """Unique indexes (primary key included) of the table that lack one of `columns`: TimescaleDB refuses to make
+    it a hypertable partitioned on those columns ('cannot create a unique index without the column')."""
+    rows = conn.execute(
+        "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indisunique "
+        "AND NOT %s::name[] <@ ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = x.indrelid "
+        "AND a.attnum = ANY(x.indkey)) ORDER BY 1", (table.schema, table.name, columns)).fetchall()
+    return [r[0] for r in rows]
+
+
 def function_returns(conn: psycopg.Connection, function: TableName) -> str | None:
     """The return type (pg_type.typname) of function() with no arguments, None when there is none."""
     row = conn.execute("SELECT t.typname FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype "
@@ -107,10 +118,13 @@ class CreateHypertable:
     interval_value: int
     migrate_data: bool
     create_default_indexes: bool = True
+    space_column: str | None = None  # created with the hypertable, as create_hypertable does (with its index)
+    number_partitions: int | None = None
 
     def describe(self) -> str:
+        space = (f" and hash {self.space_column} ({self.number_partitions} partitions)" if self.space_column else "")
         indexes = "" if self.create_default_indexes else ", without default indexes"
-        return f"create hypertable {self.table} on {self.time_column}{indexes}"
+        return f"create hypertable {self.table} on {self.time_column}{space}{indexes}"
 
 
 @dataclass(frozen=True)
@@ -199,10 +213,12 @@ def plan(declared: HypertableState, actual: HypertableState | None, *, migrate_d
     ops: list[Operation] = []
     if actual is None:
         ops.append(CreateHypertable(table, declared.time_column, declared.column_type,
-                                    declared.chunk_interval_value, migrate_data, create_default_indexes))
+                                    declared.chunk_interval_value, migrate_data, create_default_indexes,
+                                    declared.space_column, declared.number_partitions))
         actual = HypertableState(table=declared.table, time_column=declared.time_column,
                                  column_type=declared.column_type, chunk_interval="",
-                                 chunk_interval_value=declared.chunk_interval_value)
+                                 chunk_interval_value=declared.chunk_interval_value,
+                                 space_column=declared.space_column, number_partitions=declared.number_partitions)
     elif actual.time_column != declared.time_column:
         raise time_column_refusal(resource, table, actual.time_column, declared.time_column)
     elif actual.chunk_interval_value != declared.chunk_interval_value:
@@ -250,6 +266,17 @@ def execute(op: Any, conn: psycopg.Connection, info: catalog.ServerInfo) -> None
 
 @execute.register
 def _(op: CreateHypertable, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    if op.space_column is not None:
+        # The form that takes the space dimension too: it also creates the (space, time) default index, which
+        # add_dimension afterwards would not.
+        conn.execute(sql.SQL(
+            "SELECT {}({}, time_column_name => {}, partitioning_column => {}, number_partitions => {}, "
+            "chunk_time_interval => {}, migrate_data => {}, create_default_indexes => {})").format(
+            info.fn("create_hypertable"), _regclass(op.table), sql.Literal(op.time_column),
+            sql.Literal(op.space_column), sql.Literal(op.number_partitions),
+            _interval_param(op.column_type, op.interval_value), sql.Literal(op.migrate_data),
+            sql.Literal(op.create_default_indexes)))
+        return
     conn.execute(sql.SQL("SELECT {}({}, {}({}, {}), migrate_data => {}, create_default_indexes => {})").format(
         info.fn("create_hypertable"), _regclass(op.table), info.fn("by_range"), sql.Literal(op.time_column),
         _interval_param(op.column_type, op.interval_value), sql.Literal(op.migrate_data),

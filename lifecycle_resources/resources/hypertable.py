@@ -22,7 +22,7 @@ from ..reconcile.declared import Spec, Target, windows
 from ..reconcile.intervals import Window
 from ..reconcile.hypertables import (DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_INTERVAL, SQL_TYPES,
                                      UNMANAGED_WHEN_NONE, HypertableState, execute, function_returns, plan,
-                                     read_extras, time_column_refusal)
+                                     read_extras, time_column_refusal, unique_indexes_without)
 from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
@@ -102,6 +102,16 @@ class HypertableProvider(LifecycleProvider):
         if args.space_column is not None and snap.column(args.space_column) is None:
             raise InputError(name, "space_column", args.space_column, f"{table} has no such column",
                              "one of " + ", ".join(c.name for c in snap.columns))
+        if snap.time_dimension is None:
+            partitioning = [column.name, *filter(None, [args.space_column])]
+            blocking = unique_indexes_without(conn, table, partitioning)
+            if blocking:
+                raise InputError(name, "time_column", args.time_column,
+                                 f"{table} has unique index {', '.join(blocking)} without "
+                                 f"{' and '.join(partitioning)}: TimescaleDB refuses to make it a hypertable (every "
+                                 "unique index and primary key must include the partitioning columns)",
+                                 f"a table whose unique indexes include {' and '.join(partitioning)} (add it to "
+                                 f"{blocking[0]}, or drop that index)")
         return HypertableState(table=table.qualified, time_column=column.name, column_type=column.type_name,
                                chunk_interval=stored.text, chunk_interval_value=stored.micros,
                                integer_now=integer_now(conn, args, target), integer_now_body=_body(args),

@@ -28,7 +28,8 @@ from ..reconcile.ownership import ManagedObject, read_owner
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
                    secret, secret_input)
 
-DECLARED = {k.resource: k.proc_name for k in jobs.KINDS.values()}  # resource kind -> job label
+DECLARED = {**{k.resource: k.proc_name for k in jobs.KINDS.values()},  # resource kind -> job label
+            "ReorderPolicy": "policy_reorder"}
 INTERNAL_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
 
 
