@@ -172,3 +172,19 @@ def test_cagg_provider_retention_overlap_refused(tsdb_dsn: str, schema: str) -> 
     assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention' "
                              "AND hypertable_schema = %s", (schema,)) == [(0,)]
     assert checked(r, {}, {"hypertable": table, "drop_after": "30 days", "resource_name": "ret"})
+
+
+def test_cagg_lifecycle_runner_reads_an_aggregate(tsdb_dsn: str, schema: str, lifecycle_schema: None) -> None:
+    """Migration 007: the runner's policies act on an aggregate (it failed with 'is not a hypertable')."""
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    p.create(checked(p, {}, declared(schema, compress=True, with_data=True)))
+    info = sql_run(tsdb_dsn, "SELECT ht_label, time_column, window_type::text, compression_enabled "
+                             "FROM lifecycle._hypertable_info(%s::regclass)", (f"{schema}.ohlcv",))
+    assert info == [(f"{schema}.ohlcv", "bucket", "interval", True)]
+    chunks = sql_run(tsdb_dsn, "SELECT count(*) FROM show_chunks(%s::regclass, older_than => interval '1 day')",
+                     (f"{schema}.ohlcv",))[0][0]
+    assert chunks > 0
+    dropped = sql_run(tsdb_dsn, "SELECT lifecycle._drop_chunks(%s::regclass, '1 day', 'interval'::regtype)",
+                      (f"{schema}.ohlcv",))[0][0]
+    assert len(dropped) == chunks
