@@ -18,16 +18,19 @@ schema = LifecycleSchema("lifecycle-schema")
 tables = declare_tables(settings)
 declare_bookkeeping(settings)
 
-ohlcv = ContinuousAggregate(
-    "stream-data-ohlcv-1m", view="public.stream_data_ohlcv_1m",
-    query="SELECT time_bucket('1 minute', ts) AS bucket, symbol, first(price, ts) AS open, max(price) AS high, "
-          "min(price) AS low, last(price, ts) AS close, sum(volume) AS volume "
-          "FROM public.stream_data GROUP BY bucket, symbol",
-    compress=True,  # created WITH NO DATA, then a first refresh over the refresh window (two days)
-    refresh_policy={"start_offset": "2 days", "end_offset": "1 minute", "schedule_interval": "5 minutes"})
-CompressionPolicy("stream-data-ohlcv-1m-compress", ohlcv, compress_after="7 days")
-RetentionPolicy("stream-data-ohlcv-1m-retention", ohlcv, drop_after="365 days")
+# Where the stack manages the raw ticks (every environment of this platform does).
+if "public.stream_data" in settings.qualified_tables():
+    ohlcv = ContinuousAggregate(
+        "stream-data-ohlcv-1m", view="public.stream_data_ohlcv_1m",
+        query="SELECT time_bucket('1 minute', ts) AS bucket, symbol, first(price, ts) AS open, max(price) AS high, "
+              "min(price) AS low, last(price, ts) AS close, sum(volume) AS volume "
+              "FROM public.stream_data GROUP BY bucket, symbol",
+        compress=True,  # created WITH NO DATA, then a first refresh over the refresh window (two days)
+        refresh_policy={"start_offset": "2 days", "end_offset": "1 minute", "schedule_interval": "5 minutes"})
+    CompressionPolicy("stream-data-ohlcv-1m-compress", ohlcv, compress_after="7 days")
+    RetentionPolicy("stream-data-ohlcv-1m-retention", ohlcv, drop_after="365 days")
+    pulumi.export("ohlcv_1m", {"view": ohlcv.view, "refresh_job_id": ohlcv.refresh_job_id,
+                               "on_delete": ohlcv.on_delete})
 
 pulumi.export("tables", tables)
 pulumi.export("lifecycle_migrations", schema.applied)
-pulumi.export("ohlcv_1m", {"view": ohlcv.view, "refresh_job_id": ohlcv.refresh_job_id, "on_delete": ohlcv.on_delete})

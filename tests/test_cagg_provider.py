@@ -26,7 +26,8 @@ def declared(schema: str, **extra: Any) -> dict[str, Any]:
 
 
 def cagg_row(dsn: str, schema: str) -> list[tuple]:
-    return sql_run(dsn, "SELECT materialized_only, compression_enabled FROM timescaledb_information.continuous_aggregates "
+    return sql_run(dsn, "SELECT materialized_only, compression_enabled "
+                        "FROM timescaledb_information.continuous_aggregates "
                         "WHERE view_schema = %s AND view_name = 'ohlcv'", (schema,))
 
 
@@ -188,3 +189,36 @@ def test_cagg_lifecycle_runner_reads_an_aggregate(tsdb_dsn: str, schema: str, li
     dropped = sql_run(tsdb_dsn, "SELECT lifecycle._drop_chunks(%s::regclass, '1 day', 'interval'::regtype)",
                       (f"{schema}.ohlcv",))[0][0]
     assert len(dropped) == chunks
+
+
+def test_cagg_provider_another_stacks_aggregate_needs_adopt(tsdb_dsn: str, schema: str) -> None:
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    theirs = {**OWNER, "stack": "other"}
+    p.create(checked(p, {}, declared(schema, owner=theirs)))
+    [(field, reason)] = failures(p, declared(schema, refresh_policy=None))
+    assert field == "adopt" and "of stack p/other" in reason, reason
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1  # refused: their refresh policy stays
+    taken = checked(p, {}, declared(schema, adopt=True))
+    assert unfold(taken)["planned_operations"] == [
+        f"take over continuous aggregate {schema}.ohlcv from ContinuousAggregate ohlcv of stack p/other"]
+    outs = p.create(taken).outs
+    # Their delete now leaves the aggregate and its refresh policy alone.
+    p.delete(f"{schema}.ohlcv", {**outs, "owner": theirs})
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1 and cagg_row(tsdb_dsn, schema) == [(True, False)]
+
+
+def test_cagg_policy_guard_keeps_owned_aggregate_jobs(tsdb_dsn: str, schema: str) -> None:
+    from lifecycle_resources.resources.policy_guard import PolicyGuardProvider
+
+    table = hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    p.create(checked(p, {}, declared(schema, compress=True)))
+    sql_run(tsdb_dsn, f'CREATE MATERIALIZED VIEW "{schema}".by_hand WITH (timescaledb.continuous) AS '
+                      f"SELECT time_bucket('1 hour', ts) AS b, max(price) FROM {table} GROUP BY b WITH NO DATA")
+    hand = sql_run(tsdb_dsn, "SELECT add_continuous_aggregate_policy(%s::regclass, interval '2 days', "
+                             "interval '1 hour', interval '1 hour')", (f"{schema}.by_hand",))[0][0]
+    guard = make(PolicyGuardProvider, tsdb_dsn)
+    planned = unfold(checked(guard, {}, {"policies": {table: []}, "resource_name": "guard"}))["planned_operations"]
+    assert planned == [f"DESTRUCTIVE: delete job {hand} (policy_refresh_continuous_aggregate:{schema}.by_hand on "
+                       f"{table}, declared by no resource)"], planned
