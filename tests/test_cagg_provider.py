@@ -203,8 +203,9 @@ def test_cagg_provider_another_stacks_aggregate_needs_adopt(tsdb_dsn: str, schem
     assert unfold(taken)["planned_operations"] == [
         f"take over continuous aggregate {schema}.ohlcv from ContinuousAggregate ohlcv of stack p/other"]
     outs = p.create(taken).outs
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1, outs
     # Their delete now leaves the aggregate and its refresh policy alone.
-    p.delete(f"{schema}.ohlcv", {**outs, "owner": theirs})
+    p.delete(f"{schema}.ohlcv", {**unfold(outs), "owner": theirs})
     assert len(refresh_jobs(tsdb_dsn, schema)) == 1 and cagg_row(tsdb_dsn, schema) == [(True, False)]
 
 
