@@ -7,7 +7,7 @@ records every declared policy and every run, and its own tables age like any oth
 
 import pulumi
 
-from lifecycle_resources import LifecycleSchema, PolicyGuard
+from lifecycle_resources import CompressionPolicy, ContinuousAggregate, LifecycleSchema, PolicyGuard, RetentionPolicy
 from lifecycle_resources.resources.stack_config import declare_bookkeeping, declare_tables, load_settings
 
 settings = load_settings()
@@ -17,6 +17,20 @@ PolicyGuard("policy-guard")
 schema = LifecycleSchema("lifecycle-schema")
 tables = declare_tables(settings)
 declare_bookkeeping(settings)
+
+# Where the stack manages the raw ticks (every environment of this platform does).
+if "public.stream_data" in settings.qualified_tables():
+    ohlcv = ContinuousAggregate(
+        "stream-data-ohlcv-1m", view="public.stream_data_ohlcv_1m",
+        query="SELECT time_bucket('1 minute', ts) AS bucket, symbol, first(price, ts) AS open, max(price) AS high, "
+              "min(price) AS low, last(price, ts) AS close, sum(volume) AS volume "
+              "FROM public.stream_data GROUP BY bucket, symbol",
+        compress=True,  # created WITH NO DATA, then a first refresh over the refresh window (two days)
+        refresh_policy={"start_offset": "2 days", "end_offset": "1 minute", "schedule_interval": "5 minutes"})
+    CompressionPolicy("stream-data-ohlcv-1m-compress", ohlcv, compress_after="7 days")
+    RetentionPolicy("stream-data-ohlcv-1m-retention", ohlcv, drop_after="365 days")
+    pulumi.export("ohlcv_1m", {"view": ohlcv.view, "refresh_job_id": ohlcv.refresh_job_id,
+                               "on_delete": ohlcv.on_delete})
 
 pulumi.export("tables", tables)
 pulumi.export("lifecycle_migrations", schema.applied)

@@ -43,6 +43,28 @@ $lifecycle run --stack dev
 step "what the database holds"
 $lifecycle status --stack dev
 
+step "the 1-minute OHLCV continuous aggregate over stream_data (kept a year; the raw ticks 30 days)"
+.venv/bin/python - <<'PY'
+import os
+import psycopg
+
+with psycopg.connect(os.environ["TSDB_DSN"]) as conn:
+    view, mat_only, compressed, bars, job, every, start = conn.execute("""
+        SELECT ca.view_schema || '.' || ca.view_name, ca.materialized_only, ca.compression_enabled,
+               (SELECT count(*) FROM public.stream_data_ohlcv_1m), j.job_id, j.schedule_interval::text,
+               j.config ->> 'start_offset'
+          FROM timescaledb_information.continuous_aggregates ca
+          LEFT JOIN timescaledb_information.jobs j
+            ON j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = ca.view_name
+         WHERE ca.view_name = 'stream_data_ohlcv_1m'""").fetchone()
+    print(f"{view}: {bars} bars, materialized_only={mat_only}, compression enabled={compressed}, "
+          f"refresh policy job {job} every {every} over the last {start}")
+    print(f"{'bucket':25} {'symbol':6} {'open':>8} {'high':>8} {'low':>8} {'close':>8} {'volume':>8}")
+    for row in conn.execute("SELECT bucket, symbol, open, high, low, close, volume FROM public.stream_data_ohlcv_1m "
+                            "WHERE symbol = 'AAPL' ORDER BY bucket DESC LIMIT 5"):
+        print(f"{row[0]!s:25} {row[1]:6} {row[2]:8.2f} {row[3]:8.2f} {row[4]:8.2f} {row[5]:8.2f} {row[6]:8.0f}")
+PY
+
 step "lifecycle report --html: one self-contained page (opens offline)"
 report=$($lifecycle report --html .lifecycle/report.html)
 echo "report: $report"

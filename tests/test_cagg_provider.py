@@ -26,7 +26,8 @@ def declared(schema: str, **extra: Any) -> dict[str, Any]:
 
 
 def cagg_row(dsn: str, schema: str) -> list[tuple]:
-    return sql_run(dsn, "SELECT materialized_only, compression_enabled FROM timescaledb_information.continuous_aggregates "
+    return sql_run(dsn, "SELECT materialized_only, compression_enabled "
+                        "FROM timescaledb_information.continuous_aggregates "
                         "WHERE view_schema = %s AND view_name = 'ohlcv'", (schema,))
 
 
@@ -172,3 +173,53 @@ def test_cagg_provider_retention_overlap_refused(tsdb_dsn: str, schema: str) -> 
     assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention' "
                              "AND hypertable_schema = %s", (schema,)) == [(0,)]
     assert checked(r, {}, {"hypertable": table, "drop_after": "30 days", "resource_name": "ret"})
+
+
+def test_cagg_lifecycle_runner_reads_an_aggregate(tsdb_dsn: str, schema: str, lifecycle_schema: None) -> None:
+    """Migration 007: the runner's policies act on an aggregate (it failed with 'is not a hypertable')."""
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    p.create(checked(p, {}, declared(schema, compress=True, with_data=True)))
+    info = sql_run(tsdb_dsn, "SELECT ht_label, time_column, window_type::text, compression_enabled "
+                             "FROM lifecycle._hypertable_info(%s::regclass)", (f"{schema}.ohlcv",))
+    assert info == [(f"{schema}.ohlcv", "bucket", "interval", True)]
+    chunks = sql_run(tsdb_dsn, "SELECT count(*) FROM show_chunks(%s::regclass, older_than => interval '1 day')",
+                     (f"{schema}.ohlcv",))[0][0]
+    assert chunks > 0
+    dropped = sql_run(tsdb_dsn, "SELECT lifecycle._drop_chunks(%s::regclass, '1 day', 'interval'::regtype)",
+                      (f"{schema}.ohlcv",))[0][0]
+    assert len(dropped) == chunks
+
+
+def test_cagg_provider_another_stacks_aggregate_needs_adopt(tsdb_dsn: str, schema: str) -> None:
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    theirs = {**OWNER, "stack": "other"}
+    p.create(checked(p, {}, declared(schema, owner=theirs)))
+    [(field, reason)] = failures(p, declared(schema, refresh_policy=None))
+    assert field == "adopt" and "of stack p/other" in reason, reason
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1  # refused: their refresh policy stays
+    taken = checked(p, {}, declared(schema, adopt=True))
+    assert unfold(taken)["planned_operations"] == [
+        f"take over continuous aggregate {schema}.ohlcv from ContinuousAggregate ohlcv of stack p/other"]
+    outs = p.create(taken).outs
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1, outs
+    # Their delete now leaves the aggregate and its refresh policy alone.
+    p.delete(f"{schema}.ohlcv", {**unfold(outs), "owner": theirs})
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1 and cagg_row(tsdb_dsn, schema) == [(True, False)]
+
+
+def test_cagg_policy_guard_keeps_owned_aggregate_jobs(tsdb_dsn: str, schema: str) -> None:
+    from lifecycle_resources.resources.policy_guard import PolicyGuardProvider
+
+    table = hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    p.create(checked(p, {}, declared(schema, compress=True)))
+    sql_run(tsdb_dsn, f'CREATE MATERIALIZED VIEW "{schema}".by_hand WITH (timescaledb.continuous) AS '
+                      f"SELECT time_bucket('1 hour', ts) AS b, max(price) FROM {table} GROUP BY b WITH NO DATA")
+    hand = sql_run(tsdb_dsn, "SELECT add_continuous_aggregate_policy(%s::regclass, interval '2 days', "
+                             "interval '1 hour', interval '1 hour')", (f"{schema}.by_hand",))[0][0]
+    guard = make(PolicyGuardProvider, tsdb_dsn)
+    planned = unfold(checked(guard, {}, {"policies": {table: []}, "resource_name": "guard"}))["planned_operations"]
+    assert planned == [f"DESTRUCTIVE: delete job {hand} (policy_refresh_continuous_aggregate:{schema}.by_hand on "
+                       f"{table}, declared by no resource)"], planned

@@ -80,7 +80,10 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
             assert jobs[("lifecycle.lifecycle_executions", "policy_retention")] == "90 days"
             registered = conn.execute("SELECT count(DISTINCT policy_name) FROM lifecycle.lifecycle_policy_status "
                                       "WHERE environment = 'dev'").fetchone()[0]
-            assert registered == 18  # 4 tables + 5 bookkeeping tables, compression and retention each
+            # 4 tables, 5 bookkeeping tables and the OHLCV aggregate: compression and retention each
+            assert registered == 20
+            assert jobs[("public.stream_data_ohlcv_1m", "policy_retention")] == "365 days"  # kept longer than the ticks
+            assert ("public.stream_data_ohlcv_1m", "policy_refresh_continuous_aggregate") in jobs
             views = {r[0] for r in conn.execute(
                 "SELECT viewname FROM pg_views WHERE schemaname = 'lifecycle'")}
             assert {"lifecycle_policy_status", "compression_statistics", "cleanup_statistics"} <= views
