@@ -223,3 +223,19 @@ def test_cagg_policy_guard_keeps_owned_aggregate_jobs(tsdb_dsn: str, schema: str
     planned = unfold(checked(guard, {}, {"policies": {table: []}, "resource_name": "guard"}))["planned_operations"]
     assert planned == [f"DESTRUCTIVE: delete job {hand} (policy_refresh_continuous_aggregate:{schema}.by_hand on "
                        f"{table}, declared by no resource)"], planned
+
+
+def test_cagg_policies_take_the_aggregate_by_name(tsdb_dsn: str, schema: str) -> None:
+    from lifecycle_resources import CompressionPolicyProvider
+
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    outs = p.create(checked(p, {}, declared(schema))).outs
+    c = make(CompressionPolicyProvider, tsdb_dsn)
+    news = {"hypertable": f"{schema}.ohlcv", "compress_after": "7 days", "resource_name": "ohlcv-compress"}
+    [(field, reason)] = failures(c, news)
+    assert field == "hypertable" and "compression is not enabled" in reason, reason
+    p.update(f"{schema}.ohlcv", outs, checked(p, outs, declared(schema, compress=True)))
+    job = c.create(checked(c, {}, news)).outs["job_id"]
+    assert sql_run(tsdb_dsn, "SELECT hypertable_name, config ->> 'compress_after' FROM timescaledb_information.jobs "
+                             "WHERE job_id = %s", (job,)) == [("ohlcv", "7 days")]
