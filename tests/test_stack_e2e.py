@@ -140,7 +140,7 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
     ("lifecycle:tables.signals.compression.after", "soon",
      "(stack config lifecycle:tables.signals.compression.after)"),
     ("lifecycle:tables.no_such_table.time_column", "ts", "(stack config lifecycle:tables.no_such_table)"),
-    ("lifecycle:bookkeeping.drop_after", "3 days", "(stack config lifecycle:bookkeeping.drop_after)"),
+    ("lifecycle:bookkeeping.drop_after", "3 dayz", "(stack config lifecycle:bookkeeping.drop_after)"),
 ])
 def test_stack_e2e_config_errors_name_the_key(tmp_path: Path, pulumi_home: Path, tables_dsn: str, key: str,
                                               value: str, fragment: str) -> None:
