@@ -271,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", default=None, help="run this policy now, due or not")
     run.add_argument("--dry-run", action="store_true", help="measure what would change; change nothing")
     run.set_defaults(func=_run, state_dir=None)
+
+    from .archive_cli import add_commands as add_archive_commands
+
+    add_archive_commands(sub, add_dsn_arguments)
     return parser
 
 
