@@ -103,13 +103,17 @@ def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: 
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute(sql.SQL("CREATE TEMP TABLE lifecycle_restore ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0")
                      .format(col_list, table.ident))
-        # INSERT, not COPY FROM STDIN: the embedded TimescaleDB does not take COPY FROM.
-        insert = sql.SQL("INSERT INTO lifecycle_restore ({}) VALUES ({})").format(
-            col_list, sql.SQL(", ").join(sql.Placeholder() * len(cols)))
-        with conn.cursor() as cur:
-            for batch in export.read_batches(local):
-                data = batch.select(cols).to_pydict()
-                cur.executemany(insert, list(zip(*(data[c] for c in cols))))
+        # Multi-row INSERTs: the embedded TimescaleDB takes neither COPY FROM STDIN nor (reliably) the pipeline
+        # mode of executemany.
+        per_statement = max(1, min(1000, 60_000 // len(cols)))
+        row_sql = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(cols)))
+        for batch in export.read_batches(local):
+            data = batch.select(cols).to_pydict()
+            rows = list(zip(*(data[c] for c in cols)))
+            for i in range(0, len(rows), per_statement):
+                part = rows[i:i + per_statement]
+                conn.execute(sql.SQL("INSERT INTO lifecycle_restore ({}) VALUES {}").format(
+                    col_list, sql.SQL(", ").join([row_sql] * len(part))), [v for r in part for v in r])
         loaded = conn.execute(sql.SQL(
             "INSERT INTO {target} ({cols}) SELECT {cols} FROM lifecycle_restore x WHERE x.{t} >= %(lo)s "
             "AND x.{t} < %(hi)s AND NOT EXISTS (SELECT 1 FROM lifecycle.archive_restores r WHERE r.hypertable = "
