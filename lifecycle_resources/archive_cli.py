@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
 
     dsn = _need_dsn(args)
     store = open_store(args.to, **_options(args))
-    results = archive(dsn, args.table, args.older_than, store)
+    results = archive(dsn, args.table, args.older_than, store, read_back=args.read_back)
     for r in results:
         print(r.describe(), flush=True)
     failed = [r for r in results if r.error]
@@ -89,6 +89,8 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     run.add_argument("--table", required=True, help="the hypertable (schema.table)")
     run.add_argument("--older-than", required=True, help="chunks whose range ends before now() minus this interval")
     run.add_argument("--to", required=True, help="the store: file:///absolute/path or s3://bucket/prefix")
+    run.add_argument("--read-back", action="store_true",
+                     help="before each drop, load every row of the object back and compare it with the chunk")
     endpoint(run)
     run.set_defaults(func=_run, state_dir=None)
     ls = asub.add_parser("list", help="archived chunks and their state (lifecycle.archives)")

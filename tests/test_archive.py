@@ -189,7 +189,8 @@ def test_cli_archive_list_verify_and_restore(tsdb_dsn: str, lifecycle_schema: No
     rel = make_ticks(tsdb_dsn, schema)
     original = rows_text(tsdb_dsn, rel, before_expiring_end(tsdb_dsn, schema, "15 days"))
     url = f"file://{tmp_path}/store"
-    run = lifecycle(tsdb_dsn, "archive", "run", "--table", f"{schema}.ticks", "--older-than", "15 days", "--to", url)
+    run = lifecycle(tsdb_dsn, "archive", "run", "--table", f"{schema}.ticks", "--older-than", "15 days", "--to", url,
+                    "--read-back")
     assert run.returncode == 0, run.stderr
     assert "archived" in run.stdout and "FAILED" not in run.stdout
     listed = lifecycle(tsdb_dsn, "archive", "list", "--table", f"{schema}.ticks")
@@ -216,3 +217,29 @@ def test_cli_archive_list_verify_and_restore(tsdb_dsn: str, lifecycle_schema: No
                         "--to", "2100-01-01", "--into", f"{schema}.again")
     assert refused.returncode == 1 and "restore refused, nothing loaded" in refused.stderr
     assert sql_run(tsdb_dsn, "SELECT to_regclass(%s)", (f'"{schema}".again',)) == [(None,)]
+
+
+@pytest.mark.integration
+def test_archive_read_back_refuses_a_lossy_export(tsdb_dsn: str, lifecycle_schema: None, schema: str,
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Size, sha256 and the footer's row count cannot see an export that changed a value; the full read-back can."""
+    import pyarrow as pa
+
+    from lifecycle_resources.runner.archive import export
+
+    rel = make_ticks(tsdb_dsn, schema, compress=1)
+    original = rows_text(tsdb_dsn, rel)
+    exact = export._batch
+
+    def lossy(rows: list[tuple], schema_: pa.Schema) -> pa.RecordBatch:
+        return exact([(*r[:4], (r[4] or 0) + 1, *r[5:]) for r in rows], schema_)  # n off by one
+
+    monkeypatch.setattr(export, "_batch", lossy)
+    results = archiver.archive(tsdb_dsn, f"{schema}.ticks", "17 days", LocalStore(tmp_path / "s"), read_back=True)
+    assert results and all("full read-back differs" in (r.error or "") for r in results), results[0]
+    assert rows_text(tsdb_dsn, rel) == original
+    assert not [k for k in LocalStore(tmp_path / "s").keys() if k.endswith(".manifest.json")]  # never published
+    monkeypatch.setattr(export, "_batch", exact)
+    fixed = archiver.archive(tsdb_dsn, f"{schema}.ticks", "17 days", LocalStore(tmp_path / "s"), read_back=True)
+    assert [r.action for r in fixed] == ["archived"] * len(results) and not [r for r in fixed if r.error]
+    assert len([k for k in LocalStore(tmp_path / "s").keys() if k.endswith(".parquet")]) == len(results)

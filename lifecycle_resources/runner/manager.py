@@ -187,13 +187,14 @@ class DataLifecycleManager:
         return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics(%s::regclass) ORDER BY hypertable",
                           (hypertable,))
 
-    def archive(self, table: str, older_than: str, to: str, **store_options: Any) -> list[Any]:
+    def archive(self, table: str, older_than: str, to: str, *, read_back: bool = False,
+                **store_options: Any) -> list[Any]:
         """Archive then drop the chunks of `table` older than `older_than` into the store at `to` (file:// or
         s3://); one result per chunk (see runner/archive/archiver.py)."""
         from .archive.archiver import archive
         from .archive.store import open_store
 
-        return archive(self._dsn, table, older_than, open_store(to, **store_options))
+        return archive(self._dsn, table, older_than, open_store(to, **store_options), read_back=read_back)
 
     def restore(self, table: str, from_: str | datetime, to: str | datetime, into: str | None = None,
                 **store_options: Any) -> list[Any]:

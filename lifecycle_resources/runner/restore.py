@@ -25,6 +25,7 @@ from ..reconcile.locks import lock_table
 from .archive import export
 from .archive.archiver import hypertable_label
 from .archive.catalog import store_for
+from .archive.load import load_temp
 from .archive.store import ArchiveStore
 from .archive.verify import object_problems
 
@@ -101,24 +102,12 @@ def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: 
     with conn.transaction():
         lock_table(conn, target)
         conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute(sql.SQL("CREATE TEMP TABLE lifecycle_restore ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0")
-                     .format(col_list, table.ident))
-        # Multi-row INSERTs: the embedded TimescaleDB takes neither COPY FROM STDIN nor (reliably) the pipeline
-        # mode of executemany.
-        per_statement = max(1, min(1000, 60_000 // len(cols)))
-        row_sql = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(cols)))
-        for batch in export.read_batches(local):
-            data = batch.select(cols).to_pydict()
-            rows = list(zip(*(data[c] for c in cols)))
-            for i in range(0, len(rows), per_statement):
-                part = rows[i:i + per_statement]
-                conn.execute(sql.SQL("INSERT INTO lifecycle_restore ({}) VALUES {}").format(
-                    col_list, sql.SQL(", ").join([row_sql] * len(part))), [v for r in part for v in r])
+        loaded_rows = load_temp(conn, table.ident, cols, local)
         loaded = conn.execute(sql.SQL(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM lifecycle_restore x WHERE x.{t} >= %(lo)s "
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {loaded} x WHERE x.{t} >= %(lo)s "
             "AND x.{t} < %(hi)s AND NOT EXISTS (SELECT 1 FROM lifecycle.archive_restores r WHERE r.hypertable = "
             "%(ht)s AND r.chunk_name = %(chunk)s AND r.into_table = %(into)s AND x.{t} >= r.range_from "
-            "AND x.{t} < r.range_to)").format(target=target.ident, cols=col_list, t=t),
+            "AND x.{t} < r.range_to)").format(target=target.ident, cols=col_list, t=t, loaded=loaded_rows),
             {"lo": lo, "hi": hi, "ht": table.qualified, "chunk": obj["chunk_name"], "into": target.qualified}).rowcount
         conn.execute("INSERT INTO lifecycle.archive_restores (hypertable, chunk_name, object_key, into_table, "
                      "range_from, range_to, rows_loaded) VALUES (%s, %s, %s, %s, %s, %s, %s)",

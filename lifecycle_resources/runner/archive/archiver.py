@@ -33,6 +33,7 @@ from ...errors import LifecycleError
 from ...identifiers import TableName
 from ...reconcile.locks import lock_table
 from . import export
+from .load import load_temp
 from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
 from .store import ArchiveStore
 from .verify import object_problems
@@ -169,8 +170,10 @@ def _record_failure(conn: psycopg.Connection, s: Snapshot, store: ArchiveStore, 
         pass
 
 
-def _publish(store: ArchiveStore, s: Snapshot, key: str, ex: _Export, workdir: Path) -> tuple[int, str]:
-    """Upload (or reuse) the object, verify it against the snapshot, write its manifest last. (size, sha256)."""
+def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s: Snapshot, key: str, ex: _Export,
+             workdir: Path, read_back: bool) -> tuple[int, str]:
+    """Upload (or reuse) the object, verify it against the snapshot (with `read_back`: every row), write its
+    manifest last. (size, sha256)."""
     if ex.manifest_raw is not None:  # a complete object for these very rows: reuse it
         import json
 
@@ -179,6 +182,8 @@ def _publish(store: ArchiveStore, s: Snapshot, key: str, ex: _Export, workdir: P
             store, key, size=body.get("bytes"), sha256=body.get("sha256"), rows=s.row_count, workdir=workdir)
         if problems:
             raise Mismatch("the published object does not match: " + "; ".join(problems))
+        if read_back:
+            _read_back(conn, table, s, store, key, workdir)
         return int(body["bytes"]), str(body["sha256"])
     assert ex.path is not None and ex.size is not None and ex.sha256 is not None
     store.put_file(key, ex.path)
@@ -186,6 +191,8 @@ def _publish(store: ArchiveStore, s: Snapshot, key: str, ex: _Export, workdir: P
     problems = object_problems(store, key, size=ex.size, sha256=ex.sha256, rows=s.row_count, workdir=workdir)
     if problems:
         raise Mismatch("the uploaded object does not verify: " + "; ".join(problems))
+    if read_back:  # before the manifest: an object that fails it stays partial and is rewritten next time
+        _read_back(conn, table, s, store, key, workdir)
     body = manifest(s, key=key, size=ex.size, sha256=ex.sha256, columns=ex.columns,
                     exported_at=datetime.now().astimezone())
     if not store.put_once(manifest_key(key), body):
@@ -195,6 +202,24 @@ def _publish(store: ArchiveStore, s: Snapshot, key: str, ex: _Export, workdir: P
             raise Mismatch("another manifest is published for this object: " + "; ".join(problems))
     fault("published")
     return ex.size, ex.sha256
+
+
+def _read_back(conn: psycopg.Connection, table: TableName, s: Snapshot, store: ArchiveStore, key: str,
+               workdir: Path) -> None:
+    """Every row of the object, loaded back and hashed as the database hashed the chunk: equal or Mismatch."""
+    local = store.fetch(key, workdir)
+    if local is None:
+        raise Mismatch(f"{store.location(key)}: missing at the full read-back")
+    cols = [c.name for c in export.columns(conn, table.ident.as_string(conn))]
+    with conn.transaction():
+        _settle(conn)
+        loaded = load_temp(conn, table.ident, cols, local)
+        row = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(x::text, 0)), 0)::text "
+                                   "FROM {} x").format(loaded)).fetchone()
+    if row is None or (row[0], row[1]) != (s.row_count, s.content_hash):
+        raise Mismatch(f"{store.location(key)}: the full read-back differs from the chunk's rows "
+                       f"({row[0] if row else '?'} rows read back, {s.row_count} in the chunk, or their content "
+                       "differs): not published, not dropped")
 
 
 def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: ArchiveStore, key: str, size: int,
@@ -222,7 +247,7 @@ _FAILURES: tuple[type[BaseException], ...] = (LifecycleError, psycopg.Error, OSE
 
 
 def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any], store: ArchiveStore,
-                   cols: list[export.Column], workdir: Path) -> SliceResult:
+                   cols: list[export.Column], workdir: Path, read_back: bool) -> SliceResult:
     ex = _Export(columns=[{"name": c.name, "pg_type": c.pg_type} for c in cols])
     s = Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
                  range_end=chunk["range_end"])
@@ -241,7 +266,7 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
                 if rows != s.row_count:  # one snapshot: this would be a bug, never a race
                     raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
         fault("exported")
-        size, sha = _publish(store, s, key, ex, workdir)
+        size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back)
         with conn.transaction():
             record(conn, s, State.VERIFIED, store=store, key=key, size=size, sha256=sha)
         fault("verified")
@@ -255,9 +280,11 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
                        State.DROPPED, s.row_count, size, store.location(key))
 
 
-def archive(dsn: str, table: str, older_than: str, store: ArchiveStore) -> list[SliceResult]:
+def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
+            read_back: bool = False) -> list[SliceResult]:
     """Archive then drop every chunk of `table` older than `older_than`; one result per chunk (failures
-    included: a failed chunk is recorded and left in place, the others go on)."""
+    included: a failed chunk is recorded and left in place, the others go on). `read_back`: before each drop,
+    load every row of the object back and compare it with the chunk (slower; catches a lossy export)."""
     results = []
     with connect(dsn) as conn:
         name, _time_column = hypertable_label(conn, table)
@@ -267,7 +294,7 @@ def archive(dsn: str, table: str, older_than: str, store: ArchiveStore) -> list[
             cols = export.columns(conn, name.ident.as_string(conn))
             for chunk in expiring_chunks(conn, name, older_than):
                 with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
-                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp)))
+                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
         finally:
             if not conn.closed:
                 try:
