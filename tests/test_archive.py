@@ -243,3 +243,36 @@ def test_archive_read_back_refuses_a_lossy_export(tsdb_dsn: str, lifecycle_schem
     fixed = archiver.archive(tsdb_dsn, f"{schema}.ticks", "17 days", LocalStore(tmp_path / "s"), read_back=True)
     assert [r.action for r in fixed] == ["archived"] * len(results) and not [r for r in fixed if r.error]
     assert len([k for k in LocalStore(tmp_path / "s").keys() if k.endswith(".parquet")]) == len(results)
+
+
+@pytest.mark.integration
+def test_migration_010_upgrades_a_compressed_archive_metadata_hypertable(tmp_path: Path) -> None:
+    """Stacks already running have archive_metadata as a compressed hypertable (their bookkeeping ages it): 010
+    must apply there, keep its rows, and accept the new state and columns."""
+    import psycopg
+
+    from lifecycle_resources.db import migrations
+    from tests.conftest import fresh_server
+
+    every = migrations.load()
+    with fresh_server(tmp_path) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            migrations.apply(conn, [m for m in every if m.version < 10])
+        sql_run(dsn, "SELECT create_hypertable('lifecycle.archive_metadata', by_range('archived_at', "
+                     "interval '1 day'))")
+        sql_run(dsn, "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, state) "
+                     "VALUES (now() - interval '3 days', 'a.b', 'c1', 'verified')")
+        sql_run(dsn, "ALTER TABLE lifecycle.archive_metadata SET (timescaledb.compress)")
+        sql_run(dsn, "SELECT compress_chunk(c) FROM show_chunks('lifecycle.archive_metadata') c")
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            planned = migrations.plan(every, migrations.applied(conn))
+            assert [m.version for m in planned.pending if m.version >= 10][:1] == [10] and not planned.problems
+            migrations.apply(conn, planned.pending)
+        sql_run(dsn, "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, state, error, "
+                     "object_key) VALUES (now(), 'a.b', 'c2', 'dropped', NULL, 'k')")
+        assert sql_run(dsn, "SELECT chunk_name, state FROM lifecycle.archive_metadata ORDER BY archived_at") == [
+            ("c1", "verified"), ("c2", "dropped")]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            sql_run(dsn, "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, state) "
+                         "VALUES (now(), 'a.b', 'c3', 'lost')")
+        assert sql_run(dsn, "SELECT count(*) FROM lifecycle.archives") == [(0,)]
