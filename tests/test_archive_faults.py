@@ -52,3 +52,23 @@ def test_archive_fault_at_each_step_converges(step: str, tsdb_dsn: str, lifecycl
     restored = DataLifecycleManager(tsdb_dsn).restore(f"{schema}.ticks", "2000-01-01", "2100-01-01")
     assert sum(r.rows_loaded for r in restored) == len(original)
     assert rows_text(tsdb_dsn, f'"{schema}".ticks_restored') == original
+
+
+def test_archive_corrupted_manifest_is_never_trusted(tsdb_dsn: str, lifecycle_schema: None, schema: str,
+                                                     tmp_path: Path) -> None:
+    """A crash after publishing, then a damaged manifest: the rerun refuses the object and drops nothing."""
+    rel = make_ticks(tsdb_dsn, schema, compress=0)
+    first = chunks(tsdb_dsn, schema)[0]
+    first_rows = rows_text(tsdb_dsn, first)
+    args = ("archive", "run", "--table", f"{schema}.ticks", "--older-than", "18 days", "--to", f"file://{tmp_path}/s")
+    assert lifecycle(tsdb_dsn, *args, env={FAULT_ENV: "published"}).returncode == -signal.SIGKILL
+    [manifest] = [k for k in LocalStore(tmp_path / "s").keys() if k.endswith(".manifest.json")]
+    (tmp_path / "s" / manifest).write_bytes(b"{garbage")
+
+    again = lifecycle(tsdb_dsn, *args)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "FAILED: the published object does not match: the manifest is not JSON" in again.stdout.splitlines()[0]
+    assert first in chunks(tsdb_dsn, schema)
+    assert sql_run(tsdb_dsn, "SELECT state, error LIKE '%%not JSON%%' FROM lifecycle.archives WHERE chunk_name = %s",
+                   (first,)) == [("failed", True)]
+    assert first_rows and rows_text(tsdb_dsn, first) == first_rows  # the refused chunk keeps every row

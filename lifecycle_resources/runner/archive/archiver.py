@@ -15,6 +15,7 @@ LIFECYCLE_ARCHIVE_FAULT=<step> kills the process (SIGKILL) at that step: the fau
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
@@ -175,11 +176,10 @@ def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s:
     """Upload (or reuse) the object, verify it against the snapshot (with `read_back`: every row), write its
     manifest last. (size, sha256)."""
     if ex.manifest_raw is not None:  # a complete object for these very rows: reuse it
-        import json
-
-        body = json.loads(ex.manifest_raw)
-        problems = manifest_problems(ex.manifest_raw, s, key) or object_problems(
-            store, key, size=body.get("bytes"), sha256=body.get("sha256"), rows=s.row_count, workdir=workdir)
+        problems = manifest_problems(ex.manifest_raw, s, key)
+        body = {} if problems else json.loads(ex.manifest_raw)
+        problems = problems or object_problems(store, key, size=body.get("bytes"), sha256=body.get("sha256"),
+                                               rows=s.row_count, workdir=workdir)
         if problems:
             raise Mismatch("the published object does not match: " + "; ".join(problems))
         if read_back:
