@@ -103,6 +103,8 @@ def test_archive_round_trip_restores_every_row(tsdb_dsn: str, lifecycle_schema: 
 
     rerun = manager.archive(f"{schema}.ticks", "10 days", f"file://{tmp_path}/store")
     assert rerun == []  # nothing expiring is left: nothing archived twice
+    assert [r["state"] for r in manager.archives(f"{schema}.ticks")] == ["dropped"] * len(results)
+    assert [p for _, p in manager.verify_archive(f"{schema}.ticks")] == [[]] * len(results)
 
 
 @pytest.mark.integration

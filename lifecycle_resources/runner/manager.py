@@ -196,6 +196,19 @@ class DataLifecycleManager:
 
         return archive(self._dsn, table, older_than, open_store(to, **store_options), read_back=read_back)
 
+    def archives(self, table: str | None = None) -> list[dict[str, Any]]:
+        """The archive catalog (lifecycle.archives): one row per archived chunk with its state and object."""
+        from .archive.catalog import entries
+
+        with connect(self._dsn) as conn:
+            return entries(conn, table)
+
+    def verify_archive(self, table: str | None = None, **store_options: Any) -> list[tuple[dict[str, Any], list[str]]]:
+        """Every published object re-checked against its record: (catalog row, problems) each; no problems: ok."""
+        from .archive.catalog import verify_all
+
+        return verify_all(self._dsn, table, **store_options)
+
     def restore(self, table: str, from_: str | datetime, to: str | datetime, into: str | None = None,
                 **store_options: Any) -> list[Any]:
         """Load the archived rows of `table` in [from_, to) into `into` (default <table>_restored), every object
