@@ -389,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dsn_arguments(adv)
     adv.add_argument("table", help="the hypertable, schema.table")
     adv.set_defaults(func=_advise, state_dir=None)
+
+    from .archive_cli import add_commands as add_archive_commands
+
+    add_archive_commands(sub, add_dsn_arguments)
     return parser
 
 

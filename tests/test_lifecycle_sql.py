@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "lifecycle_resources" / "db" / "migrations_sql"
 MIGRATION_FILES = ("001_lifecycle_tables.sql", "002_lifecycle_views.sql", "003_lifecycle_functions.sql",
-                   "004_safe_cleanup.sql", "005_runner.sql", "006_estimates.sql", "007_continuous_aggregates.sql")
+                   "004_safe_cleanup.sql", "005_runner.sql", "006_estimates.sql", "007_continuous_aggregates.sql",
+                   "008_archive.sql")
 
 ROWS = 40 * 24 * 6 + 1  # every 10 minutes over 40 days, both ends included
 

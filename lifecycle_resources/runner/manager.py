@@ -190,3 +190,33 @@ class DataLifecycleManager:
             return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics() ORDER BY hypertable")
         return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics(%s::regclass) ORDER BY hypertable",
                           (hypertable,))
+
+    def archive(self, table: str, older_than: str, to: str, *, read_back: bool = False,
+                **store_options: Any) -> list[Any]:
+        """Archive then drop the chunks of `table` older than `older_than` into the store at `to` (file:// or
+        s3://); one result per chunk (see runner/archive/archiver.py)."""
+        from .archive.archiver import archive
+        from .archive.store import open_store
+
+        return archive(self._dsn, table, older_than, open_store(to, **store_options), read_back=read_back)
+
+    def archives(self, table: str | None = None) -> list[dict[str, Any]]:
+        """The archive catalog (lifecycle.archives): one row per archived chunk with its state and object."""
+        from .archive.catalog import entries
+
+        with connect(self._dsn) as conn:
+            return entries(conn, table)
+
+    def verify_archive(self, table: str | None = None, **store_options: Any) -> list[tuple[dict[str, Any], list[str]]]:
+        """Every published object re-checked against its record: (catalog row, problems) each; no problems: ok."""
+        from .archive.catalog import verify_all
+
+        return verify_all(self._dsn, table, **store_options)
+
+    def restore(self, table: str, from_: str | datetime, to: str | datetime, into: str | None = None,
+                **store_options: Any) -> list[Any]:
+        """Load the archived rows of `table` in [from_, to) into `into` (default <table>_restored), every object
+        verified first; a second restore of the same range adds nothing (see runner/restore.py)."""
+        from .restore import restore
+
+        return restore(self._dsn, table, from_, to, into, **store_options)

@@ -1,0 +1,114 @@
+"""`lifecycle archive run|list|verify` and `lifecycle restore`: the archive's command line (cli.py adds them).
+
+Object-store credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or a profile),
+never from the command line, where other local users would see them; the S3 endpoint from --endpoint-url or
+$AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"endpoint_url": args.endpoint_url} if getattr(args, "endpoint_url", None) else {}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .runner.archive.archiver import archive
+    from .runner.archive.store import open_store
+
+    dsn = _need_dsn(args)
+    store = open_store(args.to, **_options(args))
+    results = archive(dsn, args.table, args.older_than, store, read_back=args.read_back)
+    for r in results:
+        print(r.describe(), flush=True)
+    failed = [r for r in results if r.error]
+    print(f"{len(results)} chunks older than {args.older_than}: {len(results) - len(failed)} archived and dropped"
+          + (f", {len(failed)} FAILED (not dropped; see lifecycle.archives)" if failed else ""))
+    return 1 if failed else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .db.connection import connect
+    from .runner import report
+    from .runner.archive.catalog import entries
+    from .runner.manager import human_bytes
+
+    with connect(_need_dsn(args)) as conn:
+        rows = entries(conn, args.table)
+    print(report.render_table(
+        ["hypertable", "chunk", "from", "to", "state", "rows", "size", "object", "error"],
+        [(r["hypertable"], r["chunk_name"], f"{r['range_start']:%Y-%m-%d %H:%M}", f"{r['range_end']:%Y-%m-%d %H:%M}",
+          r["state"], r["row_count"], human_bytes(r["bytes"]),
+          f"{r['store_url']}/{r['object_key']}" if r["object_key"] else "", r["error"] or "") for r in rows]))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .runner.archive.catalog import verify_all
+
+    checked = verify_all(_need_dsn(args), args.table, **_options(args))
+    bad = [(row, problems) for row, problems in checked if problems]
+    for row, problems in checked:
+        print(f"{row['hypertable']} {row['chunk_name']}: " + ("; ".join(problems) if problems else "ok"), flush=True)
+    print(f"{len(checked)} archived objects checked, {len(bad)} with problems")
+    if bad:
+        print("lifecycle: archive verification FAILED: the objects above are missing or corrupted; their chunks' "
+              "rows exist nowhere else when their state is 'dropped' (restore from a copy of the store)",
+              file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .runner.restore import restore
+
+    done = restore(_need_dsn(args), args.table, args.start, args.end, args.into, **_options(args))
+    for r in done:
+        print(f"{r.chunk}: {r.rows_loaded} rows loaded from {r.location}")
+    print(f"{sum(r.rows_loaded for r in done)} rows restored from {len(done)} archived objects")
+    return 0
+
+
+def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
+    def endpoint(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint-url", default=None,
+                       help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS); credentials come from "
+                            "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a profile")
+
+    arch = sub.add_parser("archive", help="archive expiring chunks to object storage, then drop them; list and "
+                                          "verify the archive")
+    asub = arch.add_subparsers(dest="archive_command", required=True)
+    run = asub.add_parser("run", help="export each chunk older than --older-than to Parquet, verify it, drop it")
+    add_dsn_arguments(run)
+    run.add_argument("--table", required=True, help="the hypertable (schema.table)")
+    run.add_argument("--older-than", required=True, help="chunks whose range ends before now() minus this interval")
+    run.add_argument("--to", required=True, help="the store: file:///absolute/path or s3://bucket/prefix")
+    run.add_argument("--read-back", action="store_true",
+                     help="before each drop, load every row of the object back and compare it with the chunk")
+    endpoint(run)
+    run.set_defaults(func=_run, state_dir=None)
+    ls = asub.add_parser("list", help="archived chunks and their state (lifecycle.archives)")
+    add_dsn_arguments(ls)
+    ls.add_argument("--table", default=None, help="only this hypertable (schema.table)")
+    ls.set_defaults(func=_list, state_dir=None)
+    ver = asub.add_parser("verify", help="re-check every archived object against its record (size, sha256, rows, "
+                                         "manifest); non-zero exit when one is missing or corrupted")
+    add_dsn_arguments(ver)
+    ver.add_argument("--table", default=None, help="only this hypertable (schema.table)")
+    endpoint(ver)
+    ver.set_defaults(func=_verify, state_dir=None)
+
+    res = sub.add_parser("restore", help="load archived rows of a time range into a side table (verified first)")
+    add_dsn_arguments(res)
+    res.add_argument("--table", required=True, help="the archived hypertable (schema.table)")
+    res.add_argument("--from", dest="start", required=True, help="first instant restored (inclusive)")
+    res.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
+    res.add_argument("--into", default=None, help="the table to load into (default: <table>_restored)")
+    endpoint(res)
+    res.set_defaults(func=_restore, state_dir=None)

@@ -1,0 +1,304 @@
+"""Archive the expiring chunks of one hypertable, chunk by chunk, and drop each only once its rows are safe.
+
+Per chunk (Thanos' order: data first, manifest last; pg_partman's: drop only after the dump succeeded):
+1. snapshot (REPEATABLE READ): count the rows and hash them; the key follows from the content. A manifest at that
+   key means a complete object already holds these rows: it is verified and reused, never uploaded again.
+   Otherwise the rows are exported to Parquet in that same snapshot.
+2. upload (a partial object left by a crash is overwritten), verify (size, sha256, footer row count = the
+   snapshot's count), then write the manifest (once), and record the slice `verified`.
+3. drop, in one transaction under the table's lifecycle lock: the chunk must still be the same relation with the
+   same row count and hash as the snapshot; the drop and its record commit together.
+Any failure records the slice `failed` with its error and drops nothing. A run after a crash at any step
+converges: every step before the drop can be repeated, and the drop commits with its record or not at all.
+
+LIFECYCLE_ARCHIVE_FAULT=<step> kills the process (SIGKILL) at that step: the fault-injection tests use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ...db.connection import connect
+from ...errors import LifecycleError
+from ...identifiers import TableName
+from ...reconcile.locks import lock_table
+from . import export
+from .load import load_temp
+from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
+from .store import ArchiveStore
+from .verify import object_problems
+
+FAULT_ENV = "LIFECYCLE_ARCHIVE_FAULT"
+STEPS = ("exported", "uploaded", "published", "verified", "dropping")
+
+
+def fault(step: str) -> None:
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Mismatch(LifecycleError):
+    """What was verified no longer matches: nothing is dropped."""
+
+
+@dataclass
+class SliceResult:
+    chunk: str
+    range_start: datetime
+    range_end: datetime
+    action: str            # archived | reused | would archive | failed
+    state: str             # lifecycle.archives.state afterwards
+    rows: int | None = None
+    bytes: int | None = None
+    location: str | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        span = f"{self.range_start:%Y-%m-%d %H:%M} .. {self.range_end:%Y-%m-%d %H:%M}"
+        if self.error:
+            return f"{self.chunk} ({span}): FAILED: {self.error}"
+        rows = "" if self.rows is None else f", {self.rows} rows"
+        return f"{self.chunk} ({span}): {self.action}{rows} -> {self.location} [{self.state}]"
+
+
+@dataclass
+class _Export:
+    path: Path | None = None
+    size: int | None = None
+    sha256: str | None = None
+    manifest_raw: bytes | None = None
+    columns: list[dict[str, str]] = field(default_factory=list)
+
+
+def _settle(conn: psycopg.Connection) -> None:
+    """Row text (hashed) must not depend on the session's settings."""
+    conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
+                 "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3")
+
+
+def hypertable_label(conn: psycopg.Connection, table: str) -> tuple[TableName, str]:
+    """The hypertable (as TimescaleDB names it) and its time column; refuses anything else."""
+    try:
+        name = TableName.parse(table)
+    except ValueError as exc:
+        raise LifecycleError(f"--table {table!r}: {exc}") from None
+    row = conn.execute(
+        "SELECT d.column_name, d.column_type::text FROM timescaledb_information.dimensions d "
+        "WHERE d.hypertable_schema = %s AND d.hypertable_name = %s AND d.dimension_number = 1",
+        (name.schema, name.name)).fetchone()
+    if row is None:
+        raise LifecycleError(f"table {name.qualified!r} is not a hypertable: only hypertables are archived")
+    if row[1] not in ("timestamp with time zone", "timestamp without time zone", "date"):
+        raise LifecycleError(f"hypertable {name.qualified}: its time column {row[0]!r} is {row[1]}; archiving "
+                             "supports timestamptz, timestamp and date time columns (integer time: not yet)")
+    return name, row[0]
+
+
+def _ident(qualified: str) -> sql.Identifier:
+    schema, _, name = qualified.partition(".")
+    return sql.Identifier(schema, name)
+
+
+def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, c.range_start, c.range_end, c.is_compressed "
+            "FROM show_chunks(%s::regclass, older_than => %s::interval) s "
+            "JOIN pg_class k ON k.oid = s JOIN pg_namespace n ON n.oid = k.relnamespace "
+            "JOIN timescaledb_information.chunks c ON c.chunk_schema = n.nspname AND c.chunk_name = k.relname "
+            "ORDER BY c.range_start, c.chunk_name",
+            (table.ident.as_string(conn), older_than)).fetchall()
+
+
+def _snapshot(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any]) -> Snapshot:
+    row = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(x::text, 0)), 0)::text FROM {} x")
+                       .format(_ident(chunk["chunk"]))).fetchone()
+    assert row is not None
+    return Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
+                    range_end=chunk["range_end"], row_count=row[0], content_hash=row[1])
+
+
+def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: ArchiveStore | None = None,
+           key: str | None = None, size: int | None = None, sha256: str | None = None,
+           error: str | None = None) -> None:
+    """The slice's current state (lifecycle.archives) and one history row (lifecycle.archive_metadata)."""
+    params = {"ht": s.hypertable, "chunk": s.chunk, "start": s.range_start, "end": s.range_end,
+              "state": state.value, "rows": s.row_count, "hash": s.content_hash,
+              "store": store.url if store else None, "key": key, "bytes": size, "sha": sha256, "error": error,
+              "location": store.location(key) if store and key else None}
+    conn.execute(
+        "INSERT INTO lifecycle.archives AS a (hypertable, chunk_name, range_start, range_end, state, row_count, "
+        "content_hash, store_url, object_key, bytes, sha256, error, dropped_at) VALUES (%(ht)s, %(chunk)s, "
+        "%(start)s, %(end)s, %(state)s, %(rows)s, %(hash)s, %(store)s, %(key)s, %(bytes)s, %(sha)s, %(error)s, "
+        "CASE WHEN %(state)s = 'dropped' THEN clock_timestamp() END) "
+        "ON CONFLICT (hypertable, chunk_name) DO UPDATE SET state = EXCLUDED.state, "
+        "row_count = coalesce(EXCLUDED.row_count, a.row_count), "
+        "content_hash = coalesce(EXCLUDED.content_hash, a.content_hash), "
+        "store_url = coalesce(EXCLUDED.store_url, a.store_url), object_key = coalesce(EXCLUDED.object_key, "
+        "a.object_key), bytes = coalesce(EXCLUDED.bytes, a.bytes), sha256 = coalesce(EXCLUDED.sha256, a.sha256), "
+        "error = EXCLUDED.error, dropped_at = EXCLUDED.dropped_at, updated_at = clock_timestamp()", params)
+    conn.execute(
+        "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, range_start, range_end, "
+        "row_count, bytes, location, checksum, state, error, object_key) VALUES (clock_timestamp(), %(ht)s, "
+        "%(chunk)s, %(start)s, %(end)s, %(rows)s, %(bytes)s, %(location)s, %(sha)s, %(state)s, %(error)s, "
+        "%(key)s)", params)
+
+
+def _record_failure(conn: psycopg.Connection, s: Snapshot, store: ArchiveStore, key: str | None,
+                    error: str) -> None:
+    """Recorded when the connection still works (a cut connection is the next run's to recover from)."""
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            # A slice already dropped stays dropped: its rows are in the object, not in the table.
+            row = conn.execute("SELECT state FROM lifecycle.archives WHERE hypertable = %s AND chunk_name = %s",
+                               (s.hypertable, s.chunk)).fetchone()
+            if row is None or row[0] != State.DROPPED:
+                record(conn, s, State.FAILED, store=store, key=key, error=error)
+    except psycopg.Error:
+        pass
+
+
+def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s: Snapshot, key: str, ex: _Export,
+             workdir: Path, read_back: bool) -> tuple[int, str]:
+    """Upload (or reuse) the object, verify it against the snapshot (with `read_back`: every row), write its
+    manifest last. (size, sha256)."""
+    if ex.manifest_raw is not None:  # a complete object for these very rows: reuse it
+        problems = manifest_problems(ex.manifest_raw, s, key)
+        body = {} if problems else json.loads(ex.manifest_raw)
+        problems = problems or object_problems(store, key, size=body.get("bytes"), sha256=body.get("sha256"),
+                                               rows=s.row_count, workdir=workdir)
+        if problems:
+            raise Mismatch("the published object does not match: " + "; ".join(problems))
+        if read_back:
+            _read_back(conn, table, s, store, key, workdir)
+        return int(body["bytes"]), str(body["sha256"])
+    assert ex.path is not None and ex.size is not None and ex.sha256 is not None
+    store.put_file(key, ex.path)
+    fault("uploaded")
+    problems = object_problems(store, key, size=ex.size, sha256=ex.sha256, rows=s.row_count, workdir=workdir)
+    if problems:
+        raise Mismatch("the uploaded object does not verify: " + "; ".join(problems))
+    if read_back:  # before the manifest: an object that fails it stays partial and is rewritten next time
+        _read_back(conn, table, s, store, key, workdir)
+    body = manifest(s, key=key, size=ex.size, sha256=ex.sha256, columns=ex.columns,
+                    exported_at=datetime.now().astimezone())
+    if not store.put_once(manifest_key(key), body):
+        existing = store.read(manifest_key(key)) or b""
+        problems = manifest_problems(existing, s, key)
+        if problems:
+            raise Mismatch("another manifest is published for this object: " + "; ".join(problems))
+    fault("published")
+    return ex.size, ex.sha256
+
+
+def _read_back(conn: psycopg.Connection, table: TableName, s: Snapshot, store: ArchiveStore, key: str,
+               workdir: Path) -> None:
+    """Every row of the object, loaded back and hashed as the database hashed the chunk: equal or Mismatch."""
+    local = store.fetch(key, workdir)
+    if local is None:
+        raise Mismatch(f"{store.location(key)}: missing at the full read-back")
+    cols = [c.name for c in export.columns(conn, table.ident.as_string(conn))]
+    with conn.transaction():
+        _settle(conn)
+        loaded = load_temp(conn, table.ident, cols, local)
+        row = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(x::text, 0)), 0)::text "
+                                   "FROM {} x").format(loaded)).fetchone()
+    if row is None or (row[0], row[1]) != (s.row_count, s.content_hash):
+        raise Mismatch(f"{store.location(key)}: the full read-back differs from the chunk's rows "
+                       f"({row[0] if row else '?'} rows read back, {s.row_count} in the chunk, or their content "
+                       "differs): not published, not dropped")
+
+
+def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: ArchiveStore, key: str, size: int,
+          sha: str) -> None:
+    """Drop the chunk iff it still holds exactly the verified rows; its record commits with the drop."""
+    with conn.transaction():
+        lock_table(conn, table)
+        _settle(conn)
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_ident(s.chunk).as_string(conn),)).fetchone()
+        if not exists or not exists[0]:
+            raise Mismatch(f"chunk {s.chunk} no longer exists (dropped by someone else?): nothing dropped; its "
+                           "object stays verified")
+        now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
+        if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
+            raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
+                           f"{now.row_count} now, or the rows' content differs): not dropped; the next run "
+                           "archives its new content")
+        conn.execute("SELECT _timescaledb_functions.drop_chunk(%s::regclass)", (_ident(s.chunk).as_string(conn),))
+        record(conn, s, State.DROPPED, store=store, key=key, size=size, sha256=sha)
+        fault("dropping")
+
+
+# What fails one chunk (recorded, nothing dropped) without stopping the run.
+_FAILURES: tuple[type[BaseException], ...] = (LifecycleError, psycopg.Error, OSError, pa.ArrowException)
+
+
+def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any], store: ArchiveStore,
+                   cols: list[export.Column], workdir: Path, read_back: bool) -> SliceResult:
+    ex = _Export(columns=[{"name": c.name, "pg_type": c.pg_type} for c in cols])
+    s = Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
+                 range_end=chunk["range_end"])
+    key: str | None = None
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            _settle(conn)
+            s = _snapshot(conn, table, chunk)
+            key = object_key(s)
+            ex.manifest_raw = store.read(manifest_key(key))
+            record(conn, s, State.PENDING, store=store, key=key)
+            if ex.manifest_raw is None:
+                ex.path = workdir / "export.parquet"
+                rows, ex.size, ex.sha256 = export.export_chunk(conn, _ident(s.chunk), cols, ex.path)
+                if rows != s.row_count:  # one snapshot: this would be a bug, never a race
+                    raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
+        fault("exported")
+        size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back)
+        with conn.transaction():
+            record(conn, s, State.VERIFIED, store=store, key=key, size=size, sha256=sha)
+        fault("verified")
+        _drop(conn, table, s, store, key, size, sha)
+    except _FAILURES as exc:
+        error = str(exc).strip() or type(exc).__name__
+        _record_failure(conn, s, store, key, error)
+        return SliceResult(s.chunk, s.range_start, s.range_end, "failed", State.FAILED, s.row_count,
+                           location=store.location(key) if key else None, error=error)
+    return SliceResult(s.chunk, s.range_start, s.range_end, "reused" if ex.manifest_raw else "archived",
+                       State.DROPPED, s.row_count, size, store.location(key))
+
+
+def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
+            read_back: bool = False) -> list[SliceResult]:
+    """Archive then drop every chunk of `table` older than `older_than`; one result per chunk (failures
+    included: a failed chunk is recorded and left in place, the others go on). `read_back`: before each drop,
+    load every row of the object back and compare it with the chunk (slower; catches a lossy export)."""
+    results = []
+    with connect(dsn) as conn:
+        name, _time_column = hypertable_label(conn, table)
+        lock = f"lifecycle:{name.qualified}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
+        try:
+            cols = export.columns(conn, name.ident.as_string(conn))
+            for chunk in expiring_chunks(conn, name, older_than):
+                with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
+                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
+        finally:
+            if not conn.closed:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
+                except psycopg.Error:
+                    pass
+    return results

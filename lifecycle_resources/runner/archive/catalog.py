@@ -1,0 +1,53 @@
+"""The archive catalog (lifecycle.archives) read back: what is archived, and whether every object still
+matches what was recorded of it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ...db.connection import connect
+from ...identifiers import TableName
+from .plan import State, manifest_key
+from .store import ArchiveStore, open_store
+from .verify import object_problems
+
+
+def store_for(stores: dict[str, ArchiveStore], url: str, options: dict[str, Any]) -> ArchiveStore:
+    """One store object per URL for a whole command (the S3 client is reused)."""
+    if url not in stores:
+        stores[url] = open_store(url, **options)
+    return stores[url]
+
+
+def entries(conn: psycopg.Connection, table: str | None = None) -> list[dict[str, Any]]:
+    label = TableName.parse(table).qualified if table else None
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM lifecycle.archives WHERE %(t)s::text IS NULL OR hypertable = %(t)s "
+                           "ORDER BY hypertable, range_start, chunk_name", {"t": label}).fetchall()
+
+
+def verify_all(dsn: str, table: str | None = None, stores: dict[str, ArchiveStore] | None = None,
+               **store_options: Any) -> list[tuple[dict[str, Any], list[str]]]:
+    """Every published slice (verified or dropped) against its object and manifest; (entry, problems) each."""
+    stores = dict(stores or {})
+    with connect(dsn) as conn:
+        rows = entries(conn, table)
+    checked = []
+    with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
+        for row in rows:
+            if row["state"] not in (State.VERIFIED, State.DROPPED):
+                continue
+            store = store_for(stores, row["store_url"], store_options)
+            problems = object_problems(store, row["object_key"], size=row["bytes"], sha256=row["sha256"],
+                                       rows=row["row_count"], workdir=Path(tmp))
+            if store.size(manifest_key(row["object_key"])) is None:
+                problems.append(f"{store.location(manifest_key(row['object_key']))}: manifest missing")
+            checked.append((row, problems))
+            for leftover in Path(tmp).iterdir():
+                leftover.unlink()
+    return checked

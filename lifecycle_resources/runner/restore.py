@@ -1,0 +1,120 @@
+"""Restore archived rows: every object of the range is verified before any row is loaded, then each object's
+rows in [from, to) are loaded into a side table (default <table>_restored, same columns), one transaction per
+object, recorded in lifecycle.archive_restores. Rows of ranges already restored from the same object into the
+same table are skipped, so restoring twice adds nothing.
+
+Restoring into the hypertable itself is refused: the next archive run would find the rows expiring again and
+archive them a second time (a "hold" the runner respects is not implemented yet)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ..db.connection import connect
+from ..errors import LifecycleError
+from ..identifiers import TableName
+from ..reconcile.locks import lock_table
+from .archive import export
+from .archive.archiver import hypertable_label
+from .archive.catalog import store_for
+from .archive.load import load_temp
+from .archive.store import ArchiveStore
+from .archive.verify import object_problems
+
+
+@dataclass
+class Restored:
+    chunk: str
+    location: str
+    rows_loaded: int
+
+
+def _objects(conn: psycopg.Connection, table: TableName, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM lifecycle.archives WHERE hypertable = %s AND state IN ('verified', 'dropped') "
+            "AND range_start < %s AND range_end > %s ORDER BY range_start, chunk_name",
+            (table.qualified, end, start)).fetchall()
+
+
+def _bounds(conn: psycopg.Connection, start: str | datetime, end: str | datetime) -> tuple[datetime, datetime]:
+    """Let PostgreSQL parse the bounds (every form it accepts); refuse an empty range."""
+    try:
+        row = conn.execute("SELECT %s::timestamptz, %s::timestamptz", (start, end)).fetchone()
+    except psycopg.DataError as exc:
+        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: {exc.diag.message_primary}; "
+                             "expected timestamps such as '2026-01-01' or '2026-01-01 12:00+00'") from None
+    assert row is not None
+    if row[0] >= row[1]:
+        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: --from must be before --to")
+    return row[0], row[1]
+
+
+def _target(conn: psycopg.Connection, table: TableName, into: str | None) -> TableName:
+    target = TableName.parse(into, table.schema) if into else TableName(table.schema, f"{table.name}_restored")
+    if target == table:
+        raise LifecycleError(f"restore --into {target.qualified}: restoring into the archived hypertable itself is "
+                             "refused (the next archive run would archive these rows again); restore into a side "
+                             "table (the default is <table>_restored)")
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(
+        target.ident, table.ident))
+    return target
+
+
+def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, into: str | None = None,
+            stores: dict[str, ArchiveStore] | None = None, **store_options: Any) -> list[Restored]:
+    """Load the archived rows of `table` in [start, end) into `into`; what each object added."""
+    stores = dict(stores or {})
+    with connect(dsn) as conn, tempfile.TemporaryDirectory(prefix="lifecycle-restore-") as tmp:
+        name, time_column = hypertable_label(conn, table)
+        lo, hi = _bounds(conn, start, end)
+        objects = _objects(conn, name, lo, hi)
+        problems = []
+        for obj in objects:
+            store = store_for(stores, obj["store_url"], store_options)
+            problems += object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
+                                        rows=obj["row_count"], workdir=Path(tmp))
+        if problems:
+            raise LifecycleError("restore refused, nothing loaded: " + "; ".join(problems) +
+                                 " (run `lifecycle archive verify` for the whole archive)")
+        with conn.transaction():
+            target = _target(conn, name, into)
+        return [_load(conn, name, time_column, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp))
+                for obj in objects]
+
+
+def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: TableName, obj: dict[str, Any],
+          store: ArchiveStore, lo: datetime, hi: datetime, workdir: Path) -> Restored:
+    local = store.fetch(obj["object_key"], workdir)
+    if local is None:
+        raise LifecycleError(f"{store.location(obj['object_key'])}: vanished after it was verified")
+    cols = [c.name for c in export.columns(conn, table.ident.as_string(conn))]
+    col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    t = sql.Identifier(time_column)
+    with conn.transaction():
+        lock_table(conn, target)
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        loaded_rows = load_temp(conn, table.ident, cols, local)
+        loaded = conn.execute(sql.SQL(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {loaded} x WHERE x.{t} >= %(lo)s "
+            "AND x.{t} < %(hi)s AND NOT EXISTS (SELECT 1 FROM lifecycle.archive_restores r WHERE r.hypertable = "
+            "%(ht)s AND r.chunk_name = %(chunk)s AND r.into_table = %(into)s AND x.{t} >= r.range_from "
+            "AND x.{t} < r.range_to)").format(target=target.ident, cols=col_list, t=t, loaded=loaded_rows),
+            {"lo": lo, "hi": hi, "ht": table.qualified, "chunk": obj["chunk_name"], "into": target.qualified}).rowcount
+        conn.execute("INSERT INTO lifecycle.archive_restores (hypertable, chunk_name, object_key, into_table, "
+                     "range_from, range_to, rows_loaded) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                     (table.qualified, obj["chunk_name"], obj["object_key"], target.qualified, lo, hi, loaded))
+        conn.execute("INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, range_start, "
+                     "range_end, row_count, bytes, location, checksum, state, object_key) VALUES (clock_timestamp(), "
+                     "%s, %s, %s, %s, %s, %s, %s, %s, 'restored', %s)",
+                     (table.qualified, obj["chunk_name"], obj["range_start"], obj["range_end"], loaded, obj["bytes"],
+                      store.location(obj["object_key"]), obj["sha256"], obj["object_key"]))
+    return Restored(obj["chunk_name"], store.location(obj["object_key"]), loaded)
