@@ -204,11 +204,16 @@ class LifecycleProvider(ResourceProvider, ABC):
     @abstractmethod
     def do_delete(self, id_: str, props: dict[str, Any]) -> None: ...
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Never pickle a configured connection string into the state.
-        return {}
+    _config_dsn: str | None = None  # what an unpickled provider has until configure()
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __getstate__(self) -> None:
+        # Never pickle a configured connection string into the state. None, not {}: pulumi's
+        # serialize_provider wraps pickle's dict writer once more on every resource and never unwraps it, so
+        # each dict pickled costs as many calls as resources declared so far (O(N^2) for a program, and a
+        # RecursionError past ~1000 resources); a provider pickled without any dict avoids that chain.
+        return None
+
+    def __setstate__(self, state: Any) -> None:
         self._config_dsn = None
 
     def configure(self, req: ConfigureRequest) -> None:
