@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 
 from ..errors import LifecycleError
+from ..reconcile import catalog
 from .policy import PolicyProvider, registration_scope
 
 
@@ -20,7 +21,8 @@ def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) ->
     label = f"{project}/{stack}" if project else stack
     try:
         with provider.session(props) as (conn, _info):
-            problems = health.check(conn, stack=label or None)
+            # One read of the stack's health serves every policy refreshed in the same moment.
+            problems = catalog.cached(conn, "health", label, lambda: health.check(conn, stack=label or None))
     except LifecycleError as exc:  # a refresh is not refused because health could not be read
         problems, said = [], [f"{provider.kind} {name}: health not checked: {exc}"]
     else:
