@@ -56,6 +56,8 @@ class CompressionSettingsProvider(LifecycleProvider):
             changes = plan_settings(declared, actual)
             # Measured only when the settings are created or changed: a preview with no change stays fast.
             notice = worse_than_uncompressed(conn, target.table, declared) if changes else None
+        if notice is not None:  # in full: the preview's display of planned_operations cuts long lines
+            pulumi.log.warn(f"{self.kind} {args.resource_name}: {notice.message}")
         ops = described([*filter(None, [claim]), *changes, *filter(None, [notice])])
         # An input too, so the preview of a delete (which prints the last inputs) says what it will leave.
         return {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
