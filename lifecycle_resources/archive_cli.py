@@ -19,12 +19,13 @@ def _run(args: argparse.Namespace) -> int:
     from .cli import _need_dsn
     from .runner.archive.archiver import archive
     from .runner.archive.store import open_store
+    from .runner.progress import Steps, printed
 
     dsn = _need_dsn(args)
     store = open_store(args.to, **_options(args))
-    results = archive(dsn, args.table, args.older_than, store, read_back=args.read_back)
-    for r in results:
-        print(r.describe(), flush=True)
+    with Steps("archive") as steps:  # each chunk's result is printed as it is done
+        results = archive(dsn, args.table, args.older_than, store, read_back=args.read_back,
+                          progress=printed(steps))
     failed = [r for r in results if r.error]
     print(f"{len(results)} chunks older than {args.older_than}: {len(results) - len(failed)} archived and dropped"
           + (f", {len(failed)} FAILED (not dropped; see lifecycle.archives)" if failed else ""))
@@ -66,11 +67,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from .cli import _need_dsn
+    from .runner.progress import Steps, printed
     from .runner.restore import restore
 
-    done = restore(_need_dsn(args), args.table, args.start, args.end, args.into, **_options(args))
-    for r in done:
-        print(f"{r.chunk}: {r.rows_loaded} rows loaded from {r.location}")
+    with Steps("restore") as steps:  # each object's verification, then its load, printed as done
+        done = restore(_need_dsn(args), args.table, args.start, args.end, args.into, progress=printed(steps),
+                       **_options(args))
     print(f"{sum(r.rows_loaded for r in done)} rows restored from {len(done)} archived objects")
     return 0
 

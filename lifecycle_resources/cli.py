@@ -204,19 +204,15 @@ def _statistics(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .runner.manager import DataLifecycleManager, Execution, PolicyStatus, human_bytes
-    from .runner.progress import Steps
+    from .runner.progress import Steps, printed
 
     manager = DataLifecycleManager(_need_dsn(args))
     with Steps("run") as steps:
+        said = printed(steps)  # a bar on a terminal; one line per policy everywhere
+
         def progress(i: int, n: int, status: PolicyStatus, done: Execution | None) -> None:
             head = f"[{i}/{n}] {status.policy_name} ({status.kind} of {status.hypertable})"
-            if done is None:
-                if steps.tty:  # a bar on a terminal; logs get one line per policy
-                    steps.step(i, n, status.policy_name)
-            else:
-                print(f"{head}: {done.describe()}", flush=True)
-                if steps.tty:
-                    steps.done(i, n, status.policy_name, done.describe())
+            said(i, n, status.policy_name, None if done is None else f"{head}: {done.describe()}")
 
         results = manager.run(stack=args.stack, policy=args.policy, dry_run=args.dry_run, progress=progress)
     if not results:

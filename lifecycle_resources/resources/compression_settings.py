@@ -25,6 +25,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
                    resource_options, secret, secret_input)
+from .compression_preview import worse_than_uncompressed
 
 
 def _object(table: str) -> ManagedObject:
@@ -52,7 +53,12 @@ class CompressionSettingsProvider(LifecycleProvider):
             actual = read_settings(conn, info, target.table)
             claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),
                                    bool(actual and actual.enabled), news)
-        ops = described([*filter(None, [claim]), *plan_settings(declared, actual)])
+            changes = plan_settings(declared, actual)
+            # Measured only when the settings are created or changed: a preview with no change stays fast.
+            notice = worse_than_uncompressed(conn, target.table, declared) if changes else None
+        if notice is not None:  # in full: the preview's display of planned_operations cuts long lines
+            pulumi.log.warn(f"{self.kind} {args.resource_name}: {notice.message}")
+        ops = described([*filter(None, [claim]), *changes, *filter(None, [notice])])
         # An input too, so the preview of a delete (which prints the last inputs) says what it will leave.
         return {"hypertable": target.table.qualified, "segment_by_normalised": list(declared.segment_by or ()),
                 "order_by_normalised": list(declared.order_by or ()), "planned_operations": ops,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import sql
@@ -83,13 +83,17 @@ class Advice:
     def current(self) -> Measurement | None:
         return next((m for m in self.measurements if m.candidate.label == "current"), None)
 
+    def declaration(self, c: Candidate) -> str:
+        """The candidate as the CompressionSettings to declare."""
+        return (f"CompressionSettings(hypertable={self.table!r}, segment_by={list(c.segment_by)!r}, "
+                f"order_by={c.order_items()!r})")
+
     def recommendation(self) -> str:
         best = self.best
         if best is None:
             return "no candidate could be measured"
         c = best.candidate
-        declared = (f"CompressionSettings(hypertable={self.table!r}, segment_by={list(c.segment_by)!r}, "
-                    f"order_by={c.order_items()!r})")
+        declared = self.declaration(c)
         current = self.current
         if current is not None and current.candidate.key == c.key:
             return f"keep the current settings ({best.ratio:.2f}x on the sample): {declared}"
@@ -110,6 +114,16 @@ def advise(dsn: str, table: str, *, progress: Progress | None = None) -> Advice:
             return _advise(conn, name, scratch, progress)
         finally:
             _drop_scratch(conn, dsn, scratch)
+
+
+def advise_within(conn: psycopg.Connection, table: TableName, declared: compression.CompressionState,
+                  row_cap: int) -> Advice:
+    """Measure `declared` (not yet applied) and the candidates on at most `row_cap` rows of a sample chunk, on
+    a connection already in use (a provider's one pooled connection): all inside a transaction that is rolled
+    back, so the scratch schema never exists outside it, whatever happens."""
+    scratch = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    with conn.transaction(force_rollback=True):
+        return _advise(conn, table, scratch, None, declared, row_cap)
 
 
 def _drop_scratch(conn: psycopg.Connection, dsn: str, scratch: str) -> None:
@@ -150,13 +164,15 @@ def _source(conn: psycopg.Connection, table: TableName) -> _Source:
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         (table.schema, table.name)).fetchall()
     settings = compression.read_settings(conn, info, table)
-    current = None
-    if settings is not None and settings.enabled:
-        current = Candidate(settings.segment_by or (),
-                            tuple(OrderItem.parse(o) for o in settings.order_by or ())
-                            or (OrderItem(row[0], True, True),), "current")
+    current = candidate_of(settings, row[0], "current") if settings is not None and settings.enabled else None
     interval = row[2] if row[1] in ("timestamp with time zone", "timestamp without time zone", "date") else int(row[2])
     return _Source(table, row[0], row[1], interval, [(c[0], c[1]) for c in columns], current)
+
+
+def candidate_of(settings: compression.CompressionState, time_column: str, label: str) -> Candidate:
+    """Settings as a candidate; TimescaleDB's default order-by (time descending) when none is set."""
+    return Candidate(settings.segment_by or (), tuple(OrderItem.parse(o) for o in settings.order_by or ())
+                     or (OrderItem(time_column, True, True),), label)
 
 
 def _sample_chunk(conn: psycopg.Connection, src: _Source) -> tuple[str, object, object]:
@@ -172,8 +188,11 @@ def _sample_chunk(conn: psycopg.Connection, src: _Source) -> tuple[str, object, 
     return row[0], row[1], row[2]
 
 
-def _advise(conn: psycopg.Connection, table: TableName, scratch: str, progress: Progress | None) -> Advice:
+def _advise(conn: psycopg.Connection, table: TableName, scratch: str, progress: Progress | None,
+            declared: compression.CompressionState | None = None, row_cap: int | None = None) -> Advice:
     src = _source(conn, table)
+    if declared is not None:
+        src = replace(src, current=candidate_of(declared, src.time_column, "current"))
     chunk, lo, hi = _sample_chunk(conn, src)
     sample = sql.Identifier(scratch, "sample")
     ext = catalog.server_info(conn).fn
@@ -183,8 +202,10 @@ def _advise(conn: psycopg.Connection, table: TableName, scratch: str, progress: 
         ext("create_hypertable"), sql.Literal(f"{scratch}.sample"), ext("by_range"),
         sql.SQL("interval" if isinstance(src.interval, str) else "bigint")), (src.time_column, str(src.interval)))
     time_col = sql.Identifier(src.time_column)
-    conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE {} >= %s AND {} < %s").format(
-        sample, table.ident, time_col, time_col), (lo, hi))
+    # A capped sample is the newest rows of the chunk: a contiguous stretch of time, as a chunk is.
+    cap = sql.SQL(" ORDER BY {} DESC LIMIT {}").format(time_col, sql.Literal(row_cap)) if row_cap else sql.SQL("")
+    conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE {} >= %s AND {} < %s{}").format(
+        sample, table.ident, time_col, time_col, cap), (lo, hi))
     conn.execute(sql.SQL("ANALYZE {}").format(sample))
     rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sample)).fetchone()[0]
     if rows == 0:

@@ -1,9 +1,10 @@
-"""Progress of long operations (the runner, the advisor): a rich progress bar on a terminal, plain lines
+"""Progress of long operations (the runner, the advisor, archive and restore): a rich progress bar on a terminal, plain lines
 otherwise (logs, CI), where a bar's redraws would be noise."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
@@ -44,3 +45,23 @@ class Steps:
             self._bar.update(self._task, total=n, completed=i)
         else:
             print(f"{self.title} [{i}/{n}] {label}: {text}", file=self.stream, flush=True)
+
+
+# step i of n starts (text None) or ends (text: what it did, one line)
+StepProgress = Callable[[int, int, str, "str | None"], None]
+
+
+def printed(steps: Steps, out: TextIO | None = None) -> StepProgress:
+    """A StepProgress for a command: each finished step is one line on stdout (logs and terminals alike); on a
+    terminal the bar also moves, and shows the step under way."""
+
+    def progress(i: int, n: int, label: str, text: str | None) -> None:
+        if text is None:
+            if steps.tty:
+                steps.step(i, n, label)
+            return
+        print(text, file=out or sys.stdout, flush=True)
+        if steps.tty:
+            steps.done(i, n, label, text)
+
+    return progress

@@ -28,6 +28,7 @@ from .archive.catalog import store_for
 from .archive.load import load_temp
 from .archive.store import ArchiveStore
 from .archive.verify import object_problems
+from .progress import StepProgress
 
 
 @dataclass
@@ -35,6 +36,9 @@ class Restored:
     chunk: str
     location: str
     rows_loaded: int
+
+    def describe(self) -> str:
+        return f"{self.chunk}: {self.rows_loaded} rows loaded from {self.location}"
 
 
 def _objects(conn: psycopg.Connection, table: TableName, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -70,25 +74,40 @@ def _target(conn: psycopg.Connection, table: TableName, into: str | None) -> Tab
 
 
 def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, into: str | None = None,
-            stores: dict[str, ArchiveStore] | None = None, **store_options: Any) -> list[Restored]:
-    """Load the archived rows of `table` in [start, end) into `into`; what each object added."""
+            stores: dict[str, ArchiveStore] | None = None, progress: StepProgress | None = None,
+            **store_options: Any) -> list[Restored]:
+    """Load the archived rows of `table` in [start, end) into `into`; what each object added. `progress` hears
+    of 2 steps per object: its verification, then its load."""
     stores = dict(stores or {})
     with connect(dsn) as conn, tempfile.TemporaryDirectory(prefix="lifecycle-restore-") as tmp:
         name, time_column = hypertable_label(conn, table)
         lo, hi = _bounds(conn, start, end)
         objects = _objects(conn, name, lo, hi)
-        problems = []
-        for obj in objects:
+        problems: list[str] = []
+        steps = 2 * len(objects)
+        for i, obj in enumerate(objects, 1):
             store = store_for(stores, obj["store_url"], store_options)
-            problems += object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
-                                        rows=obj["row_count"], workdir=Path(tmp))
+            if progress:
+                progress(i, steps, f"verify {obj['chunk_name']}", None)
+            found = object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
+                                    rows=obj["row_count"], workdir=Path(tmp))
+            problems += found
+            if progress:
+                progress(i, steps, f"verify {obj['chunk_name']}",
+                         f"{store.location(obj['object_key'])}: " + ("; ".join(found) if found else "verified"))
         if problems:
             raise LifecycleError("restore refused, nothing loaded: " + "; ".join(problems) +
                                  " (run `lifecycle archive verify` for the whole archive)")
         with conn.transaction():
             target = _target(conn, name, into)
-        return [_load(conn, name, time_column, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp))
-                for obj in objects]
+        done = []
+        for i, obj in enumerate(objects, len(objects) + 1):
+            if progress:
+                progress(i, steps, f"load {obj['chunk_name']}", None)
+            done.append(_load(conn, name, time_column, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp)))
+            if progress:
+                progress(i, steps, f"load {obj['chunk_name']}", done[-1].describe())
+        return done
 
 
 def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: TableName, obj: dict[str, Any],

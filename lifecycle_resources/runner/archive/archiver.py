@@ -34,6 +34,7 @@ from ...errors import LifecycleError
 from ...identifiers import TableName
 from ...reconcile.locks import lock_table
 from . import export
+from ..progress import StepProgress
 from .load import load_temp
 from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
 from .store import ArchiveStore
@@ -281,10 +282,11 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
 
 
 def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
-            read_back: bool = False) -> list[SliceResult]:
+            read_back: bool = False, progress: StepProgress | None = None) -> list[SliceResult]:
     """Archive then drop every chunk of `table` older than `older_than`; one result per chunk (failures
     included: a failed chunk is recorded and left in place, the others go on). `read_back`: before each drop,
-    load every row of the object back and compare it with the chunk (slower; catches a lossy export)."""
+    load every row of the object back and compare it with the chunk (slower; catches a lossy export).
+    `progress` hears of each chunk as it starts and ends (its result's describe())."""
     results = []
     with connect(dsn) as conn:
         name, _time_column = hypertable_label(conn, table)
@@ -292,9 +294,14 @@ def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         try:
             cols = export.columns(conn, name.ident.as_string(conn))
-            for chunk in expiring_chunks(conn, name, older_than):
+            chunks = expiring_chunks(conn, name, older_than)
+            for i, chunk in enumerate(chunks, 1):
+                if progress:
+                    progress(i, len(chunks), chunk["chunk"], None)
                 with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
                     results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
+                if progress:
+                    progress(i, len(chunks), chunk["chunk"], results[-1].describe())
         finally:
             if not conn.closed:
                 try:
