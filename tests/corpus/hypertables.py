@@ -41,6 +41,21 @@ def _compression_errors(table: str, settings: str) -> dict:
     }
 
 
+def _compression_errors_refused(case: str, theirs: str, ours: list[str], refused: str) -> dict:
+    """One of that file's negative cases on its table `foo`: an order by TimescaleDB refuses."""
+    return {
+        "name": f"timescaledb_compression_errors_foo_{case}_refused", "source": COMPRESSION_ERRORS,
+        "reduced": False,
+        "ddl": ["create table {s}.foo (a integer, b integer, c integer, t text, p point)",
+                "ALTER TABLE {s}.foo ADD CONSTRAINT chk_existing CHECK(b > 0)"],
+        "theirs": ["select table_name from create_hypertable('{s}.foo', 'a', chunk_time_interval=> 10)",
+                   f"ALTER TABLE {{s}}.foo set (timescaledb.compress, timescaledb.compress_orderby = '{theirs}')"],
+        "ours": {"hypertable": {"table": "foo", "time_column": "a", "chunk_interval": 10},
+                 "compression": {"order_by": ours}},
+        "refused": refused,
+    }
+
+
 ENTRIES: list[dict] = [
     _zabbix("history", "CREATE TABLE {{s}}.{t} (itemid bigint NOT NULL, clock integer DEFAULT '0' NOT NULL, "
                        "value numeric(16,4) DEFAULT '0.0000' NOT NULL, ns integer DEFAULT '0' NOT NULL)"),
@@ -236,15 +251,6 @@ ENTRIES: list[dict] = [
         "ours": {"hypertable": {"table": "access_events", "time_column": "time"}},
         "refused": "access_events_pkey",
     },
-    {
-        "name": "timescaledb_compression_errors_foo_refused", "reduced": False, "source": COMPRESSION_ERRORS,
-        "note": "an order by naming one column twice, among that file's negative cases",
-        "ddl": ["create table {s}.foo (a integer, b integer, c integer, t text, p point)",
-                "ALTER TABLE {s}.foo ADD CONSTRAINT chk_existing CHECK(b > 0)"],
-        "theirs": ["select table_name from create_hypertable('{s}.foo', 'a', chunk_time_interval=> 10)",
-                   "ALTER TABLE {s}.foo set (timescaledb.compress, timescaledb.compress_orderby = 'b, b')"],
-        "ours": {"hypertable": {"table": "foo", "time_column": "a", "chunk_interval": 10},
-                 "compression": {"order_by": ["b", "b"]}},
-        "refused": "column listed twice",
-    },
+    _compression_errors_refused("twice", "b, b", ["b", "b"], "column listed twice"),
+    _compression_errors_refused("nulls", "c desc nulls", ["c desc nulls"], "not an ordering"),
 ]
