@@ -24,6 +24,38 @@ def _zabbix(table: str, ddl: str, reduced: bool = False) -> dict:
     }
 
 
+COMPRESSION_ERRORS = "timescale/timescaledb: tsl/test/sql/compression_errors.sql"
+
+
+def _compression_errors(table: str, settings: str) -> dict:
+    """Its tables with a quoted column name: segment by '"bacB toD",c', order by d (spelled as in `settings`)."""
+    order_by = settings.rsplit("compress_orderby = ", 1)[1].strip("'")
+    return {
+        "name": f"timescaledb_compression_errors_{table}", "source": COMPRESSION_ERRORS, "reduced": False,
+        "ddl": [f'create table {{s}}.{table} (a integer, "bacB toD" integer, c integer, d integer)'],
+        "theirs": [f"select table_name from create_hypertable('{{s}}.{table}', 'a', chunk_time_interval=> 10)",
+                   f"ALTER TABLE {{s}}.{table} set (timescaledb.compress, "
+                   f"timescaledb.compress_segmentby = {settings})"],
+        "ours": {"hypertable": {"table": table, "time_column": "a", "chunk_interval": 10},
+                 "compression": {"segment_by": ["bacB toD", "c"], "order_by": [order_by]}},
+    }
+
+
+def _compression_errors_refused(case: str, theirs: str, ours: list[str], refused: str) -> dict:
+    """One of that file's negative cases on its table `foo`: an order by TimescaleDB refuses."""
+    return {
+        "name": f"timescaledb_compression_errors_foo_{case}_refused", "source": COMPRESSION_ERRORS,
+        "reduced": False,
+        "ddl": ["create table {s}.foo (a integer, b integer, c integer, t text, p point)",
+                "ALTER TABLE {s}.foo ADD CONSTRAINT chk_existing CHECK(b > 0)"],
+        "theirs": ["select table_name from create_hypertable('{s}.foo', 'a', chunk_time_interval=> 10)",
+                   f"ALTER TABLE {{s}}.foo set (timescaledb.compress, timescaledb.compress_orderby = '{theirs}')"],
+        "ours": {"hypertable": {"table": "foo", "time_column": "a", "chunk_interval": 10},
+                 "compression": {"order_by": ours}},
+        "refused": refused,
+    }
+
+
 ENTRIES: list[dict] = [
     _zabbix("history", "CREATE TABLE {{s}}.{t} (itemid bigint NOT NULL, clock integer DEFAULT '0' NOT NULL, "
                        "value numeric(16,4) DEFAULT '0.0000' NOT NULL, ns integer DEFAULT '0' NOT NULL)"),
@@ -119,16 +151,7 @@ ENTRIES: list[dict] = [
         "theirs": ["SELECT create_hypertable('{s}.ts_test', by_range('id'))"],
         "ours": {"hypertable": {"table": "ts_test", "time_column": "id"}},
     },
-    {
-        "name": "timescaledb_compression_errors_foo2", "reduced": False,
-        "source": "timescale/timescaledb: tsl/test/sql/compression_errors.sql",
-        "ddl": ['create table {s}.foo2 (a integer, "bacB toD" integer, c integer, d integer)'],
-        "theirs": ["select table_name from create_hypertable('{s}.foo2', 'a', chunk_time_interval=> 10)",
-                   "ALTER TABLE {s}.foo2 set (timescaledb.compress, timescaledb.compress_segmentby = "
-                   "'\"bacB toD\",c' , timescaledb.compress_orderby = 'd DESC')"],
-        "ours": {"hypertable": {"table": "foo2", "time_column": "a", "chunk_interval": 10},
-                 "compression": {"segment_by": ["bacB toD", "c"], "order_by": ["d DESC"]}},
-    },
+    _compression_errors("foo2", "'\"bacB toD\",c' , timescaledb.compress_orderby = 'd DESC'"),
     {
         "name": "yosai_anomaly_detections", "reduced": True,
         "source": "WSG23/yosai_intel_dashboard_fresh: migrations/timescale/003_setup_compression.sql",
@@ -174,6 +197,50 @@ ENTRIES: list[dict] = [
                                                 "sql": "SELECT (extract(epoch FROM now()) * 1000)::bigint"}},
                  "retention_policy": {"drop_after": "2592000000"}},
     },
+    _compression_errors("foo3", "'\"bacB toD\",c', timescaledb.compress_orderby = 'd DeSc NullS lAsT'"),
+    {
+        "name": "setu_machine_energy", "reduced": False,
+        "source": "yaswanth1019/database_setu_testing: schema_new/silver/Tables/machine_energy.sql",
+        "note": "its two foreign keys to master tables are left out (those tables are not part of it); its "
+                "add_compression_policy(relation => ...) names a parameter TimescaleDB does not have (it is "
+                "`hypertable`), so that call is spelled here with `hypertable =>`",
+        "ddl": ["CREATE TABLE {s}.machine_energy (logical_date timestamp with time zone NOT NULL, "
+                "company_iot_id integer NOT NULL, machine_iot_id integer NOT NULL, shift_id integer, "
+                "shift_name text, category text, servo_energy numeric(12,3), spindle_energy numeric(12,3), "
+                "total_energy numeric(12,3), created_at timestamp with time zone DEFAULT now())",
+                "CREATE INDEX machine_energy_logical_date_idx ON {s}.machine_energy USING btree (logical_date DESC)"],
+        "theirs": ["SELECT create_hypertable(relation => '{s}.machine_energy'::regclass, "
+                   "time_column_name => 'logical_date'::name, chunk_time_interval => INTERVAL '1 month', "
+                   "if_not_exists => TRUE)",
+                   "ALTER TABLE {s}.machine_energy SET (timescaledb.compress, "
+                   "timescaledb.compress_segmentby = 'company_iot_id, machine_iot_id, category', "
+                   "timescaledb.compress_orderby = 'logical_date ASC')",
+                   "SELECT add_compression_policy(hypertable => '{s}.machine_energy'::regclass, "
+                   "compress_after => INTERVAL '3 months')"],
+        "ours": {"hypertable": {"table": "machine_energy", "time_column": "logical_date", "chunk_interval": "1 month"},
+                 "compression": {"segment_by": ["company_iot_id", "machine_iot_id", "category"],
+                                 "order_by": ["logical_date ASC"]},
+                 "compression_policy": {"compress_after": "3 months"}},
+    },
+    {
+        "name": "coinwatch_alerts", "reduced": False,
+        "source": "jakubzajkowski/coinwatch: coinwatch/src/main/resources/db/migration/V2__timescale_hypertables.sql; "
+                  "table from V1__init_schema_tables.sql",
+        "note": "its two foreign keys to users and crypto_currencies are left out",
+        "ddl": ["CREATE TABLE {s}.alerts (id BIGSERIAL, user_id BIGINT NOT NULL, symbol VARCHAR(50) NOT NULL, "
+                "crypto_currency_id BIGINT NOT NULL, change_percent NUMERIC(20, 2), old_price NUMERIC(20, 2), "
+                "new_price NUMERIC(20, 2), created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                "CREATE INDEX idx_alerts_created_at ON {s}.alerts(created_at)"],
+        "theirs": ["SELECT create_hypertable('{s}.alerts', 'created_at')",
+                   "ALTER TABLE {s}.alerts SET (timescaledb.compress, "
+                   "timescaledb.compress_orderby = 'created_at DESC', timescaledb.compress_segmentby = 'symbol')",
+                   "SELECT add_compression_policy('{s}.alerts', INTERVAL '7 days')",
+                   "SELECT add_retention_policy('{s}.alerts', INTERVAL '3 months')"],
+        "ours": {"hypertable": {"table": "alerts", "time_column": "created_at"},
+                 "compression": {"segment_by": ["symbol"], "order_by": ["created_at DESC"]},
+                 "compression_policy": {"compress_after": "7 days"},
+                 "retention_policy": {"drop_after": "3 months"}},
+    },
     {
         "name": "yosai_access_events_refused", "reduced": False,
         "source": "WSG23/yosai_intel_dashboard_fresh: migrations/timescale/001_create_hypertables.sql",
@@ -184,4 +251,6 @@ ENTRIES: list[dict] = [
         "ours": {"hypertable": {"table": "access_events", "time_column": "time"}},
         "refused": "access_events_pkey",
     },
+    _compression_errors_refused("twice", "b, b", ["b", "b"], "column listed twice"),
+    _compression_errors_refused("nulls", "c desc nulls", ["c desc nulls"], "not an ordering"),
 ]
