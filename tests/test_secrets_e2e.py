@@ -158,7 +158,7 @@ if bad:
     t = lambda name: f"{schema}.{name}"
     declare = {
         # pydantic reports a missing value with the whole inputs dict, the resource's own dsn in it
-        "bad-missing": lambda: Hypertable("bad-missing", table=t("a"), time_column="ts", chunk_interval=None,
+        "bad-missing": lambda: Hypertable("bad-missing", table=t("a"), time_column=None, chunk_interval="1 day",
                                           dsn=own),
         "bad-dsn": lambda: Hypertable("bad-dsn", table=t("b"), time_column="ts", chunk_interval="1 day",
                                       dsn=composed("bad_dsn")),
@@ -179,7 +179,7 @@ if bad:
 """
 
 BAD_RESOURCES = {  # name: what its refusal says
-    "bad-missing": "bad-missing: chunk_interval: Field required",
+    "bad-missing": "bad-missing: time_column: Field required",
     "bad-dsn": "dsn: not a valid PostgreSQL connection string",
     "refused": "cannot connect to 127.0.0.1:{refused}",
     "unreachable": "cannot connect to 127.0.0.1:{port}",
