@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from . import catalog
 from .declared import Peers, Target
 from .intervals import Window
-from .jobs import FIRST_USER_JOB, _value as interval_value
+from .jobs import FIRST_USER_JOB, delete_job, _value as interval_value
 from ..errors import InputError
 from ..identifiers import TableName
 
@@ -153,7 +153,7 @@ class Cost:
         text = (f"drops its {self.rows} materialized rows (buckets {self.first_bucket:%Y-%m-%d %H:%M} to "
                 f"{self.last_bucket:%Y-%m-%d %H:%M}) and recomputes them from {self.source}")
         if self.source_from is None:
-            return text + f", which holds no rows now: all of them are lost"
+            return text + ", which holds no rows now: all of them are lost"
         if self.first_bucket is not None and self.source_from > self.first_bucket:
             return text + (f"; {self.source} only holds rows from {self.source_from:%Y-%m-%d %H:%M}: the buckets "
                            "before that are lost")
@@ -494,7 +494,7 @@ def _(op: AlterRefresh, conn: psycopg.Connection, info: catalog.ServerInfo) -> N
 
 @execute.register
 def _(op: RemoveRefresh, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
-    conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job_id)))
+    delete_job(conn, info, op.job_id)
 
 
 @execute.register

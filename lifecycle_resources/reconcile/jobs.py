@@ -267,4 +267,9 @@ def _(op: Notice, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
 
 @execute.register
 def _(op: DeleteJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
-    conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job_id)))
+    delete_job(conn, info, op.job_id)
+
+
+def delete_job(conn: psycopg.Connection, info: catalog.ServerInfo, job_id: int) -> None:
+    """Removes one TimescaleDB job, whatever its kind (policy, refresh, reorder)."""
+    conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(job_id)))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import catalog
 from .intervals import Window
-from .jobs import FIRST_USER_JOB
+from .jobs import FIRST_USER_JOB, delete_job
 from ..identifiers import TableName
 
 PROC = "policy_reorder"
@@ -159,4 +159,4 @@ def _(op: AlterReorder, conn: psycopg.Connection, info: catalog.ServerInfo) -> N
 
 @execute.register
 def _(op: DeleteReorder, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
-    conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job_id)))
+    delete_job(conn, info, op.job_id)

@@ -11,13 +11,11 @@ from typing import Any
 
 import psycopg
 import pulumi
-from pulumi.dynamic import ReadResult
 
 from ..errors import InputError
 from ..reconcile import impact, jobs
 from ..reconcile.declared import Target
 from ..reconcile.intervals import Window
-from .health_warnings import warn_unhealthy
 from .impact_preview import stated_impact
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
@@ -42,13 +40,6 @@ class CompressionPolicyProvider(PolicyProvider):
         if found is None:
             return checked
         return {**checked, "planned_operations": [*checked["planned_operations"], found.compress_text()]}
-
-    def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Refresh also warns when this policy is failing or stuck (runner/health.py)."""
-        found = super().do_read(id_, props)
-        if found.id is not None:
-            warn_unhealthy(self, id_, props)
-        return found
 
 
 class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
 from ..errors import LifecycleError
 from ..reconcile import catalog
-from .policy import PolicyProvider, registration_scope
+from . import policy  # attribute use at call time: policy.py imports this module
+
+if TYPE_CHECKING:
+    from .policy import PolicyProvider
 
 
 def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) -> list[str]:
@@ -17,7 +20,7 @@ def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) ->
     from ..runner import health  # the runner's health checks; imported only at refresh
 
     name = props.get("resource_name")
-    project, stack, _ = registration_scope(props)
+    project, stack, _ = policy.registration_scope(props)
     label = f"{project}/{stack}" if project else stack
     try:
         with provider.session(props) as (conn, _info):

@@ -13,6 +13,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
+from .health_warnings import warn_unhealthy
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
 from ..reconcile import caggs, catalog, jobs
@@ -229,6 +230,7 @@ class PolicyProvider(LifecycleProvider):
                                        "config_source", "registration", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
+        warn_unhealthy(self, id_, props)  # refresh also says when this policy is failing or stuck
         return ReadResult(str(keep.job_id), outs, inputs)
 
     def _recorded(self, props: dict[str, Any]) -> jobs.JobState | None:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import psycopg
 import pulumi
-from psycopg import sql
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict
 
@@ -140,7 +139,7 @@ class PolicyGuardProvider(LifecycleProvider):
                 lock_table(conn, TableName.parse(table))
             ops = plan(conn, expected)
             for op in ops:
-                conn.execute(sql.SQL("SELECT {}({})").format(info.fn("delete_job"), sql.Literal(op.job.job_id)))
+                jobs.delete_job(conn, info, op.job.job_id)
         return [op.job.job_id for op in ops], described(ops)
 
     def _outs(self, props: dict[str, Any], removed: list[int], operations: list[str]) -> dict[str, Any]:
