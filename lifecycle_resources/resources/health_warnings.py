@@ -24,8 +24,10 @@ def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) ->
     label = f"{project}/{stack}" if project else stack
     try:
         with provider.session(props) as (conn, _info):
-            # One read of the stack's health serves every policy refreshed in the same moment.
-            problems = catalog.cached(conn, "health", label, lambda: health.check(conn, stack=label or None))
+            # One read of the stack's health serves every policy refreshed in the same moment. Every job: a
+            # policy knows its own job id, and finds its job's failures without the lifecycle schema.
+            problems = catalog.cached(conn, "health", label,
+                                      lambda: health.check(conn, stack=label or None, every_job=True))
     except LifecycleError as exc:  # a refresh is not refused because health could not be read
         problems, said = [], [f"{provider.kind} {name}: health not checked: {exc}"]
     else:

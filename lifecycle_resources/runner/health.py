@@ -134,18 +134,19 @@ def job_problems(rows: list[dict[str, Any]], *, grace: timedelta | None = None) 
 
 
 def check(conn: psycopg.Connection, *, stack: str | None = None, failures: int = 1,
-          grace: timedelta | None = None) -> list[Problem]:
+          grace: timedelta | None = None, every_job: bool = False) -> list[Problem]:
     """Everything wrong now, in the declared policies (when the lifecycle schema is installed) and in the
-    TimescaleDB jobs (of `stack`'s declarations when a stack is given)."""
+    TimescaleDB jobs: of `stack`'s declarations when a stack is given, unless `every_job` (a caller that
+    knows its own job id, as a provider does at refresh, needs no declarations to find it)."""
     found: list[Problem] = []
     jobs: list[int] | None = None
     with conn.cursor(row_factory=dict_row) as cur:
         if _has_lifecycle_schema(conn):
             found += policy_problems(cur.execute(_POLICIES, {"stack": stack}).fetchall(), failures=failures,
                                      grace=grace)
-            if stack is not None:
+            if stack is not None and not every_job:
                 jobs = _stack_job_ids(conn, stack)
-        elif stack is not None:
+        elif stack is not None and not every_job:
             jobs = []  # no declarations: no job belongs to the stack
         found += job_problems(cur.execute(_JOBS, {"jobs": jobs}).fetchall(), grace=grace)
     return found
