@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lifecycle_resources import CompressionSettingsProvider
+from lifecycle_resources.db.connection import connect
 from tests.conftest import sql_run
 from tests.test_advisor import no_scratch, ticks
 from tests.test_policy_providers import checked, make
@@ -13,11 +14,12 @@ from tests.test_policy_providers import checked, make
 pytestmark = pytest.mark.integration
 
 
-def unique_ids(dsn: str, schema: str) -> str:
+def unique_ids(dsn: str, schema: str, *, hypertable: bool = True) -> str:
     """One day of ticks with a unique trade id: segmenting by it makes every row a segment of its own."""
     rel = f'"{schema}".trades'
     sql_run(dsn, f"CREATE TABLE {rel} (ts timestamptz NOT NULL, trade_id bigint NOT NULL, sym text, price float8)")
-    sql_run(dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (rel,))
+    if hypertable:
+        sql_run(dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (rel,))
     sql_run(dsn, f"INSERT INTO {rel} SELECT date_trunc('day', now()) - interval '1 day' + g * interval '10 seconds', "
                  f"g, 'S' || (g % 5), 100 + g / 1000.0 FROM generate_series(0, 8639) g")
     return f"{schema}.trades"
@@ -51,6 +53,38 @@ def test_compression_preview_warns_settings_worse_than_uncompressed(tsdb_dsn: st
     # a preview changes nothing: compression is still off on the table
     assert sql_run(tsdb_dsn, "SELECT compression_enabled FROM timescaledb_information.hypertables "
                              "WHERE hypertable_schema = %s", (schema,)) == [(False,)]
+
+
+def test_compression_preview_warns_on_a_table_not_yet_a_hypertable(tsdb_dsn: str, lifecycle_schema: None,
+                                                                   schema: str) -> None:
+    """The first `up` of a program that makes a table with rows a hypertable and compresses it: the settings are
+    measured on the table's newest rows (there is no chunk yet), and the table is left as it was."""
+    table = unique_ids(tsdb_dsn, schema, hypertable=False)
+    p = make(CompressionSettingsProvider, tsdb_dsn)
+    ops = checked(p, {}, settings(table, ["trade_id"]) | {"peers": {"time_column": "ts"}})["planned_operations"]
+    [warning] = warnings(ops)
+    assert f"compression settings of {table} (segment_by trade_id, order_by ts DESC) make the data larger" in warning
+    assert f"on a sample of 8640 rows of {table} (not a hypertable yet: its newest rows)" in warning, warning
+    assert "the advisor's best candidate: CompressionSettings(hypertable=" in warning
+    no_scratch(tsdb_dsn)
+    assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+                   (schema,)) == [(0,)]
+    assert sql_run(tsdb_dsn, f'SELECT count(*) FROM "{schema}".trades') == [(8640,)]
+
+
+def test_compression_preview_plain_table_sampled_in_the_declared_chunk_interval(tsdb_dsn: str, schema: str) -> None:
+    """Small chunks hold few rows per segment and compress worse: the declared chunk interval is the one used."""
+    from lifecycle_resources.identifiers import TableName
+    from lifecycle_resources.reconcile.compression import CompressionState
+    from lifecycle_resources.runner import advisor
+
+    table = unique_ids(tsdb_dsn, schema, hypertable=False)
+    declared = CompressionState(hypertable=table, enabled=True, segment_by=("sym",), order_by=("ts DESC",))
+    with connect(tsdb_dsn) as conn:
+        ratio = {every: advisor.advise_within(conn, TableName.parse(table), declared, 50_000, "ts", every).current.ratio
+                 for every in ("1 hour", None)}  # None: TimescaleDB's default, 7 days
+    assert ratio["1 hour"] < ratio[None], ratio
+    no_scratch(tsdb_dsn)
 
 
 def test_compression_preview_no_warning_when_settings_compress_well(tsdb_dsn: str, lifecycle_schema: None,

@@ -45,3 +45,31 @@ def test_compression_preview_e2e_warns_then_applies(stack: PulumiStack, tsdb_dsn
     again = stack.preview()
     assert again.code == 0 and "make the data larger" not in again.out, again
     no_scratch(tsdb_dsn)
+
+
+FIRST_UP = """
+import pulumi
+from lifecycle_resources import CompressionSettings, Hypertable
+
+cfg = pulumi.Config("test")
+ht = Hypertable("trades", table=cfg.require("table"), time_column="ts", chunk_interval="1 day")
+CompressionSettings("trades-compression", ht, segment_by=["trade_id"], order_by=["ts DESC"])
+"""
+
+
+def test_compression_preview_e2e_first_up_of_a_plain_table_warns(stack: PulumiStack, tsdb_dsn: str,
+                                                                 schema: str) -> None:
+    """A table with rows that the same program makes a hypertable: the first preview already measures."""
+    table = unique_ids(tsdb_dsn, schema, hypertable=False)
+    stack.program(FIRST_UP)
+    stack.init({"test:table": table})
+    preview = stack.preview()
+    assert preview.code == 0, preview
+    warned = " ".join(preview.out.split())
+    assert (f"warning: CompressionSettings trades-compression: compression settings of {table} (segment_by "
+            f"trade_id, order_by ts DESC) make the data larger") in warned, preview
+    assert f"rows of {table} (not a hypertable yet: its newest rows)" in warned, preview
+    stack.up()
+    assert sql_run(tsdb_dsn, "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                             "WHERE hypertable_schema = %s", (schema,)) == [(True,)]
+    no_scratch(tsdb_dsn)

@@ -26,6 +26,7 @@ class Peers(BaseModel):
     compress_after: str | int | None = None
     drop_after: str | int | None = None
     integer_now: str | None = None          # the Hypertable resource sets this integer_now function
+    chunk_interval: str | int | None = None  # the Hypertable resource's chunk interval, when declared
     promised: dict[str, str] | None = None  # a LifecycleSchema creates the table: its time column and type
 
 

@@ -19,12 +19,15 @@ def _size(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n / 1000:.0f} kB"
 
 
-def worse_than_uncompressed(conn: psycopg.Connection, table: TableName, declared: CompressionState) -> Notice | None:
-    """A warning when `declared` compresses the sample to more bytes than it holds uncompressed; else None."""
+def worse_than_uncompressed(conn: psycopg.Connection, table: TableName, declared: CompressionState,
+                            time_column: str | None = None, chunk_interval: str | int | None = None) -> Notice | None:
+    """A warning when `declared` compresses the sample to more bytes than it holds uncompressed; else None.
+    `time_column` and `chunk_interval`: what the program's Hypertable declares, so that a table with rows that
+    is not a hypertable yet (the first `up`) is measured too, in chunks of the size it will have."""
     from ..runner import advisor  # the advisor's measurement; imported only when settings change
 
     try:
-        advice = advisor.advise_within(conn, table, declared, SAMPLE_ROWS)
+        advice = advisor.advise_within(conn, table, declared, SAMPLE_ROWS, time_column, chunk_interval)
     except (LifecycleError, psycopg.Error):  # no chunk yet, or a measurement that failed: nothing to say
         return None
     ours, best = advice.current, advice.best

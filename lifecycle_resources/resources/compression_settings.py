@@ -55,7 +55,8 @@ class CompressionSettingsProvider(LifecycleProvider):
                                    bool(actual and actual.enabled), news)
             changes = plan_settings(declared, actual)
             # Measured only when the settings are created or changed: a preview with no change stays fast.
-            notice = worse_than_uncompressed(conn, target.table, declared) if changes else None
+            notice = worse_than_uncompressed(conn, target.table, declared, target.time_column,
+                                             args.peers.chunk_interval) if changes else None
         if notice is not None:  # in full: the preview's display of planned_operations cuts long lines
             pulumi.log.warn(f"{self.kind} {args.resource_name}: {notice.message}")
         ops = described([*filter(None, [claim]), *changes, *filter(None, [notice])])

@@ -354,6 +354,8 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
         }
         opts = resource_options(opts, depends_on=later(lambda: depends_on_peers(table)))
         registry.declare_policy("Hypertable", resource_name, table, time_column)
+        if isinstance(chunk_interval, (str, int)):
+            registry.declare_policy(registry.CHUNK_INTERVAL, resource_name, table, chunk_interval)
         if now is not None:  # the policies on integer time need it: they see it at preview through the registry
             registry.declare_policy(registry.INTEGER_NOW, resource_name, table,
                                     now["function"] if isinstance(now, dict) else now)

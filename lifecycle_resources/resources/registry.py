@@ -100,6 +100,7 @@ def resources_of(table: str) -> list[pulumi.Resource]:
 HYPERTABLE = "Hypertable"
 SETTINGS = "CompressionSettings"
 INTEGER_NOW = "IntegerNow"  # a Hypertable's integer_now function (policies on integer time need one)
+CHUNK_INTERVAL = "ChunkInterval"  # a Hypertable's declared chunk interval (the compression preview samples by it)
 
 
 def peers_of(table: Any) -> dict[str, Any]:
@@ -115,6 +116,8 @@ def peers_of(table: Any) -> dict[str, Any]:
         peers["compression_settings"] = True
     if INTEGER_NOW in decl.policies:
         peers["integer_now"] = decl.policies[INTEGER_NOW][2]
+    if CHUNK_INTERVAL in decl.policies:
+        peers["chunk_interval"] = decl.policies[CHUNK_INTERVAL][2]
     for kind, key in (("CompressionPolicy", "compress_after"), ("RetentionPolicy", "drop_after")):
         if kind in decl.policies:
             peers[key] = decl.policies[kind][2]

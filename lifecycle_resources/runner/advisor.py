@@ -117,13 +117,15 @@ def advise(dsn: str, table: str, *, progress: Progress | None = None) -> Advice:
 
 
 def advise_within(conn: psycopg.Connection, table: TableName, declared: compression.CompressionState,
-                  row_cap: int) -> Advice:
+                  row_cap: int, time_column: str | None = None, chunk_interval: str | int | None = None) -> Advice:
     """Measure `declared` (not yet applied) and the candidates on at most `row_cap` rows of a sample chunk, on
     a connection already in use (a provider's one pooled connection): all inside a transaction that is rolled
-    back, so the scratch schema never exists outside it, whatever happens."""
+    back, so the scratch schema never exists outside it, whatever happens. A plain table that the program
+    will make a hypertable on `time_column` is sampled too: its newest rows, in chunks of `chunk_interval`
+    (TimescaleDB's default when None)."""
     scratch = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     with conn.transaction(force_rollback=True):
-        return _advise(conn, table, scratch, None, declared, row_cap)
+        return _advise(conn, table, scratch, None, declared, row_cap, (time_column, chunk_interval))
 
 
 def _drop_scratch(conn: psycopg.Connection, dsn: str, scratch: str) -> None:
@@ -147,15 +149,29 @@ class _Source:
     interval: str | int
     columns: list[tuple[str, str]]      # (name, type) in table order, visible columns only
     current: Candidate | None
+    plain: bool = False                 # not a hypertable yet: no chunk, the newest rows are the sample
 
 
-def _source(conn: psycopg.Connection, table: TableName) -> _Source:
+_TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+
+
+def _source(conn: psycopg.Connection, table: TableName,
+            to_be: tuple[str | None, str | int | None] = (None, None)) -> _Source:
+    """The hypertable to sample; or, when `to_be` is (time column, chunk interval) that the program declares for
+    a plain table, the table as it will be."""
+    time_column, chunk_interval = to_be
     info = catalog.server_info(conn)
     catalog.require_timescaledb(info, "the compression advisor")
     row = conn.execute(
         "SELECT d.column_name, d.column_type::text, coalesce(d.time_interval::text, d.integer_interval::text) "
         "FROM timescaledb_information.dimensions d WHERE d.hypertable_schema = %s AND d.hypertable_name = %s "
         "AND d.dimension_number = 1", (table.schema, table.name)).fetchone()
+    plain = row is None and time_column is not None
+    if plain:
+        snap = catalog.table_snapshot(conn, table)
+        column = snap.column(time_column) if snap is not None else None
+        if column is not None and column.type_text in _TIME_TYPES:
+            row = (column.name, column.type_text, chunk_interval or "7 days")  # create_hypertable's default
     if row is None:
         raise LifecycleError(f"advise: {table} is not a hypertable; accepted: a hypertable as schema.table")
     columns = conn.execute(
@@ -165,8 +181,8 @@ def _source(conn: psycopg.Connection, table: TableName) -> _Source:
         (table.schema, table.name)).fetchall()
     settings = compression.read_settings(conn, info, table)
     current = candidate_of(settings, row[0], "current") if settings is not None and settings.enabled else None
-    interval = row[2] if row[1] in ("timestamp with time zone", "timestamp without time zone", "date") else int(row[2])
-    return _Source(table, row[0], row[1], interval, [(c[0], c[1]) for c in columns], current)
+    interval = row[2] if row[1] in _TIME_TYPES and not isinstance(row[2], int) else int(row[2])
+    return _Source(table, row[0], row[1], interval, [(c[0], c[1]) for c in columns], current, plain)
 
 
 def candidate_of(settings: compression.CompressionState, time_column: str, label: str) -> Candidate:
@@ -189,11 +205,13 @@ def _sample_chunk(conn: psycopg.Connection, src: _Source) -> tuple[str, object, 
 
 
 def _advise(conn: psycopg.Connection, table: TableName, scratch: str, progress: Progress | None,
-            declared: compression.CompressionState | None = None, row_cap: int | None = None) -> Advice:
-    src = _source(conn, table)
+            declared: compression.CompressionState | None = None, row_cap: int | None = None,
+            to_be: tuple[str | None, str | int | None] = (None, None)) -> Advice:
+    src = _source(conn, table, to_be)
     if declared is not None:
         src = replace(src, current=candidate_of(declared, src.time_column, "current"))
-    chunk, lo, hi = _sample_chunk(conn, src)
+    chunk, lo, hi = (f"{table.qualified} (not a hypertable yet: its newest rows)", "-infinity", "infinity") \
+        if src.plain else _sample_chunk(conn, src)
     sample = sql.Identifier(scratch, "sample")
     ext = catalog.server_info(conn).fn
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
