@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .archive_cli import add_commands as add_archive_commands
 
     add_archive_commands(sub, add_dsn_arguments)
+    from .cleanup_cli import add_commands as add_cleanup_commands
+
+    add_cleanup_commands(sub, add_dsn_arguments)
     return parser
 
 
