@@ -11,7 +11,8 @@
 --   compressed chunk works through TimescaleDB's DML decompression.
 -- * execute_cleanup_operation(p_rule_name, p_dry_run) replaces 004's column/check signature: it takes a
 --   declared rule by name. A dry run counts in a STABLE function (read-only by construction).
--- * cleanup_operations gains what a run with a quarantine needs; cleanup_statistics shows it.
+-- * cleanup_operations gains what a run with a quarantine needs; cleanup_statistics (002) shows the runs,
+--   cleanup_rule_status each declared rule with its quarantine.
 -- Every function sets search_path = pg_catalog, pg_temp. Safe to run again.
 
 DROP FUNCTION IF EXISTS lifecycle.execute_cleanup_operation(text, regclass, name, text, numeric, numeric, text[],
@@ -60,26 +61,32 @@ COMMENT ON COLUMN lifecycle.cleanup_operations.action IS
 COMMENT ON COLUMN lifecycle.cleanup_operations.rows_deleted IS
     'Rows removed from the table (quarantined or deleted).';
 
-CREATE OR REPLACE VIEW lifecycle.cleanup_statistics AS
-SELECT c.rule_name,
-       c.hypertable,
-       count(*)                                        AS runs,
-       count(*) FILTER (WHERE c.dry_run)               AS dry_runs,
-       count(*) FILTER (WHERE c.status = 'failed')     AS failures,
-       sum(c.rows_matched)::bigint                     AS rows_matched_total,
-       sum(c.rows_deleted)::bigint                     AS rows_deleted_total,
-       max(c.executed_at)                              AS last_executed_at,
-       (array_agg(c.status ORDER BY c.executed_at DESC))[1] AS last_status,
-       coalesce(sum(c.rows_quarantined), 0)::bigint    AS rows_quarantined_total,
-       coalesce(sum(c.rows_restored), 0)::bigint       AS rows_restored_total,
+-- cleanup_statistics (002) keeps its columns (002 may run again over this schema): rows_deleted_total counts
+-- the rows removed from the table, quarantined or deleted. Per declared rule, with its quarantine:
+CREATE OR REPLACE VIEW lifecycle.cleanup_rule_status AS
+SELECT r.rule_name,
+       r.hypertable,
+       r.kind,
+       r.action,
+       lifecycle._stack_label(r.project, r.stack)           AS stack,
+       r.registered_at,
+       s.runs,
+       s.last_executed_at,
+       s.last_status,
+       coalesce(s.rows_quarantined_total, 0)::bigint         AS rows_quarantined_total,
+       coalesce(s.rows_restored_total, 0)::bigint            AS rows_restored_total,
        (SELECT count(*) FROM lifecycle.cleanup_quarantine q
-         WHERE q.rule_name = c.rule_name AND q.hypertable = c.hypertable) AS rows_in_quarantine
-FROM lifecycle.cleanup_operations c
-GROUP BY c.rule_name, c.hypertable;
+         WHERE q.rule_name = r.rule_name)                   AS rows_in_quarantine
+FROM lifecycle.cleanup_rules r
+LEFT JOIN LATERAL (
+    SELECT count(*) AS runs, max(c.executed_at) AS last_executed_at,
+           (array_agg(c.status ORDER BY c.executed_at DESC))[1] AS last_status,
+           sum(c.rows_quarantined) AS rows_quarantined_total, sum(c.rows_restored) AS rows_restored_total
+      FROM lifecycle.cleanup_operations c WHERE c.rule_name = r.rule_name) s ON true;
 
-COMMENT ON VIEW lifecycle.cleanup_statistics IS
-    'Per cleanup rule and hypertable: runs, dry runs, failures, rows matched/removed/quarantined/restored, '
-    'rows still in quarantine, last run.';
+COMMENT ON VIEW lifecycle.cleanup_rule_status IS
+    'One row per declared cleanup rule: its table, kind, action and stack, its runs (cleanup_operations: last '
+    'run and status, rows quarantined and restored) and the rows it holds in quarantine now.';
 
 -- The rule named, or an error naming it.
 CREATE OR REPLACE FUNCTION lifecycle._cleanup_rule(p_rule_name text)
