@@ -83,7 +83,7 @@ def test_plan_refuses_a_bad_table_name() -> None:
 
 
 @pytest.mark.parametrize("rule, table, parent, field, fragment", [
-    (cleanup.declared("r", "public.stream_data", invalid={"nope": "not_null"}), TICKS, None, "invalid.nope",
+    (cleanup.declared("r", "public.stream_data", invalid={"nope": "not_null"}), TICKS, None, "invalid",
      "has no such column"),
     (cleanup.declared("r", "public.stream_data", invalid={"symbol": "finite"}), TICKS, None, "invalid.symbol",
      "public.stream_data.symbol is text"),

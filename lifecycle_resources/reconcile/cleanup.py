@@ -197,15 +197,16 @@ def _check(resource: str | None, column: str, item: Any) -> Check:
 # Checked against the catalog (pure: given the tables as read)
 
 
-def resolved(rule: Rule, table: catalog.TableSnapshot | None,
-             parent: catalog.TableSnapshot | None) -> Rule:
-    """The rule with its time column filled in, or an InputError when a table, column or type does not fit."""
+def resolved(rule: Rule, table: catalog.TableSnapshot | None, parent: catalog.TableSnapshot | None,
+             time_column_hint: str | None = None) -> Rule:
+    """The rule with its time column filled in (the hypertable's, else `time_column_hint`: the time column the
+    program's Hypertable will give it), or an InputError when a table, column or type does not fit."""
     name = rule.name
     if table is None:
         raise InputError(name, "table", rule.table, "no such table", "an existing table or hypertable")
     if rule.kind == "invalid":
         for check in rule.checks:
-            column = _column(name, f"invalid.{check.column}", table, check.column)
+            column = _column(name, "invalid", table, check.column)
             if check.check in ("finite", "finite_positive", "range") and column.type_name not in NUMERIC:
                 raise InputError(name, f"invalid.{check.column}", check.check,
                                  f"{rule.table}.{column.name} is {column.type_text}",
@@ -221,7 +222,7 @@ def resolved(rule: Rule, table: catalog.TableSnapshot | None,
             raise InputError(name, "orphans_of", [rule.parent, list(rule.keys)],
                              f"{rule.table}.{key} is {mine.type_text} but {rule.parent}.{parent_key} is "
                              f"{theirs.type_text}", "keys of comparable types")
-    time_column = rule.time_column or (table.time_dimension.column if table.time_dimension else None)
+    time_column = rule.time_column or (table.time_dimension.column if table.time_dimension else time_column_hint)
     if time_column is None:
         raise InputError(name, "time_column", None, f"{rule.table} is not a hypertable",
                          "the column the grace period is measured on")

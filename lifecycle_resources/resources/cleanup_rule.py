@@ -40,7 +40,8 @@ class CleanupRuleProvider(LifecycleProvider):
         rule = cleanup.declared(props.get("resource_name"), props.get("table") or "",
                                 **{f: props.get(f) for f in USER_FIELDS[1:] if props.get(f) is not None})
         parent = catalog.table_snapshot(conn, TableName.parse(rule.parent)) if rule.parent else None
-        rule = cleanup.resolved(rule, catalog.table_snapshot(conn, TableName.parse(rule.table)), parent)
+        rule = cleanup.resolved(rule, catalog.table_snapshot(conn, TableName.parse(rule.table)), parent,
+                                (props.get("peers") or {}).get("time_column"))
         return cleanup.normalise_grace(conn, rule)
 
     def _plan(self, conn: psycopg.Connection, props: dict[str, Any]) -> tuple[
@@ -86,6 +87,7 @@ class CleanupRuleProvider(LifecycleProvider):
         outs = {**{f: props.get(f) for f in USER_FIELDS}, "table": rule.table, **self._values(rule),
                 "action": rule.action, "matches": matches,
                 "resource_name": props.get("resource_name"), "owner": props.get("owner"),
+                "peers": props.get("peers") or {},
                 "planned_operations": props.get("planned_operations") or [], "dsn": secret(props.get("dsn"))}
         outs["last_operations"] = operations if operations is not None else props.get("last_operations") or []
         return outs
@@ -107,7 +109,7 @@ class CleanupRuleProvider(LifecycleProvider):
         if recorded.rule.model_dump(exclude={"name"}) != _declared_in(props):
             # Changed by hand: what the database holds, in the fields a person reads (the diff shows them).
             outs.update(_as_inputs(recorded.rule))
-        inputs = {k: outs[k] for k in (*USER_FIELDS, "spec_value", "rule", "resource_name", "owner")}
+        inputs = {k: outs[k] for k in (*USER_FIELDS, "spec_value", "rule", "resource_name", "owner", "peers")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)
@@ -182,7 +184,7 @@ class CleanupRule(Resource, module="timescale", name="CleanupRule"):
             "table": name, "orphans_of": list(orphans_of) if orphans_of is not None else None, "invalid": invalid,
             "grace": grace, "time_column": time_column, "action": action, "dsn": secret_input(dsn),
             "rule": None, "matches": None, "planned_operations": None, "last_operations": None,
-            INTERNAL: internals(KIND, resource_name),
+            INTERNAL: internals(KIND, resource_name, peers=later(lambda: registry.peers_of(name))),
         }
         deps = later(lambda: [r for t in (name, parent, "lifecycle.cleanup_operations")
                               for r in registry.depends_on_peers(t, "Hypertable")] + (
