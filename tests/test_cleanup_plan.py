@@ -113,7 +113,7 @@ def test_plan_condition_of_invalid_rule() -> None:
         "price": "finite_positive", "symbol": ["not_null", {"allowed": ["A", "B"]}], "qty": {"range": [0, None]}})
     assert cleanup.condition(rule).as_string(None) == (
         "(\"t\".\"price\"::text IN ('NaN', 'Infinity', '-Infinity') OR \"t\".\"price\" <= 0 "
-        "OR \"t\".\"qty\" < '0.0'::numeric OR NOT (\"t\".\"symbol\"::text = ANY ('{A,B}'::text[])) "
+        "OR \"t\".\"qty\" < '0'::numeric OR NOT (\"t\".\"symbol\"::text = ANY ('{A,B}'::text[])) "
         "OR \"t\".\"symbol\" IS NULL)")
 
 

@@ -36,8 +36,8 @@ class Check(BaseModel):
 
     column: str
     check: Literal["not_null", "finite", "finite_positive", "range", "allowed"]
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None  # an int stays one: recorded and shown as written
+    max: int | float | None = None
     values: tuple[str, ...] | None = None
 
     def describe(self) -> str:

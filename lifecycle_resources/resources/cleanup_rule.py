@@ -16,7 +16,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from . import registry
-from ..errors import LifecycleError
+from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
 from ..reconcile import catalog, cleanup
 from ..reconcile.locks import lock_table
@@ -49,9 +49,9 @@ class CleanupRuleProvider(LifecycleProvider):
         rule = self._rule(conn, props)
         recorded = cleanup.read_rule(conn, rule.name)
         if recorded is not None and (recorded.project, recorded.stack) != _scope(props):
-            raise LifecycleError(f"{KIND} {rule.name}: a cleanup rule of this name is already declared by stack "
-                                 f"{recorded.project}/{recorded.stack}; rule names are unique per database: "
-                                 "choose another resource name")
+            raise InputError(rule.name, "name", rule.name, "a cleanup rule of this name is already declared by stack "
+                             f"{recorded.project}/{recorded.stack} (rule names are unique per database)",
+                             "another resource name")
         return rule, cleanup.plan(rule, recorded.rule if recorded else None), cleanup.Matches(
             rule, cleanup.count_matches(conn, rule))
 
