@@ -368,3 +368,34 @@ def test_cleanup_catalog_reads_the_rule_back(tables: Tables) -> None:
                 cleanup.execute(op, conn, "proj", "stack")
         recorded = cleanup.read_rule(conn, rule.name)
     assert recorded is not None and (recorded.rule, recorded.project, recorded.stack) == (rule, "proj", "stack")
+
+
+def test_cleanup_sql_migration_010_upgrades_a_compressed_cleanup_operations_hypertable(tmp_path: Any) -> None:
+    """Stacks already running have cleanup_operations as a compressed hypertable (their bookkeeping ages it): 010
+    must apply there, keep its rows, and record runs with the new columns."""
+    from lifecycle_resources.db import migrations
+    from tests.conftest import fresh_server
+
+    every = migrations.load()
+    with fresh_server(tmp_path) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            migrations.apply(conn, [m for m in every if m.version < 10])
+        sql_run(dsn, "SELECT create_hypertable('lifecycle.cleanup_operations', by_range('executed_at', "
+                     "interval '1 day'))")
+        sql_run(dsn, "INSERT INTO lifecycle.cleanup_operations (executed_at, rule_name, hypertable, condition, "
+                     "rows_matched, rows_deleted, dry_run, status) VALUES (now() - interval '3 days', 'old', 'a.b', "
+                     "'v null', 4, 4, false, 'succeeded')")
+        sql_run(dsn, "ALTER TABLE lifecycle.cleanup_operations SET (timescaledb.compress)")
+        sql_run(dsn, "SELECT compress_chunk(c) FROM show_chunks('lifecycle.cleanup_operations') c")
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            planned = migrations.plan(every, migrations.applied(conn))
+            assert [m.version for m in planned.pending] == [10] and not planned.problems
+            migrations.apply(conn, planned.pending)
+        sql_run(dsn, "CREATE TABLE public.t (ts timestamptz NOT NULL, v int)")
+        sql_run(dsn, "INSERT INTO public.t VALUES (now(), NULL), (now(), 1)")
+        sql_run(dsn, "SELECT lifecycle.register_cleanup_rule('new', 'public.t', 'invalid', "
+                     "'{\"checks\": [{\"column\": \"v\", \"check\": \"not_null\"}]}')")
+        done = one(dsn, "SELECT * FROM lifecycle.execute_cleanup_operation('new', false)")
+        assert (done["rows_quarantined"], done["chunks"]) == (1, 1)
+        assert [(r["rule_name"], r["rows_deleted_total"]) for r in rows(
+            dsn, "SELECT * FROM lifecycle.cleanup_statistics ORDER BY rule_name")] == [("new", 1), ("old", 4)]
