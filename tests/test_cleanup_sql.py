@@ -399,3 +399,25 @@ def test_cleanup_sql_migration_010_upgrades_a_compressed_cleanup_operations_hype
         assert (done["rows_quarantined"], done["chunks"]) == (1, 1)
         assert [(r["rule_name"], r["rows_deleted_total"]) for r in rows(
             dsn, "SELECT * FROM lifecycle.cleanup_statistics ORDER BY rule_name")] == [("new", 1), ("old", 4)]
+
+
+def test_cleanup_sql_restore_of_an_unknown_rule_is_refused(tsdb_dsn: str, lifecycle_schema: None) -> None:
+    with pytest.raises(LifecycleError, match="no cleanup rule named 'never-declared' and no rows quarantined"):
+        DataLifecycleManager(tsdb_dsn).restore_quarantine("never-declared")
+    assert rows(tsdb_dsn, "SELECT * FROM lifecycle.cleanup_operations WHERE rule_name = 'never-declared'") == []
+
+
+def test_cleanup_sql_preview_count_leaves_the_statement_timeout(tables: Tables) -> None:
+    """The preview's count limits itself to COUNT_TIMEOUT; inside an apply's transaction that limit must not
+    outlive the count."""
+    rule = cleanup.Rule.from_record("t", tables.ticks, "invalid", {"checks": [{"column": "symbol", "check": "not_null"}]},
+                                    "quarantine")
+    with psycopg.connect(tables.dsn) as conn:  # not autocommit: as the provider's apply
+        conn.execute("SET LOCAL statement_timeout = '123s'")
+        assert cleanup.count_matches(conn, rule) == tables_count_null_symbols(conn, tables)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("123s",)
+        conn.rollback()
+
+
+def tables_count_null_symbols(conn: psycopg.Connection, tables: Tables) -> int:
+    return conn.execute(f'SELECT count(*) FROM "{tables.schema}".ticks WHERE symbol IS NULL').fetchone()[0]

@@ -289,13 +289,18 @@ COUNT_TIMEOUT = "30s"
 
 def count_matches(conn: psycopg.Connection, rule: Rule) -> int | None:
     """How many rows the rule matches now; None when counting takes longer than COUNT_TIMEOUT."""
+    before = conn.execute("SELECT current_setting('statement_timeout')").fetchone()
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(COUNT_TIMEOUT)))
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (COUNT_TIMEOUT,))
             row = conn.execute(sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
                 TableName.parse(rule.table).ident, condition(rule))).fetchone()
     except psycopg.errors.QueryCanceled:
         return None
+    finally:
+        if not conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            # Inside the caller's transaction (up), the setting would outlive this count.
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (before[0] if before else "0",))
     return int(row[0]) if row else 0
 
 

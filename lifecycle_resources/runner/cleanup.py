@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import LifecycleError
+from ..reconcile.cleanup import has_registry
 from .execute import _one
 
 
@@ -54,6 +55,9 @@ class CleanupRun(BaseModel):
         return f"FAILED after {text}: {self.error}" if self.status == "failed" else text
 
 def rule_names(conn: psycopg.Connection) -> list[str]:
+    if not has_registry(conn):
+        raise LifecycleError("this database has no lifecycle.cleanup_rules (migration 010): declare LifecycleSchema "
+                             "in the stack and run `pulumi up`")
     return [r[0] for r in conn.execute("SELECT rule_name FROM lifecycle.cleanup_rules ORDER BY hypertable, "
                                        "rule_name").fetchall()]
 

@@ -492,7 +492,10 @@ BEGIN
         v_restored := v_restored + v_n;
     END LOOP;
     SELECT * INTO v_rule FROM lifecycle.cleanup_rules r WHERE r.rule_name = p_rule_name;
-    IF NOT FOUND THEN  -- a rule removed from its stack: its quarantined rows can still come back
+    IF NOT FOUND AND v_table IS NULL THEN
+        RAISE EXCEPTION 'lifecycle: no cleanup rule named % and no rows quarantined by one',
+            quote_literal(coalesce(p_rule_name, '')) USING ERRCODE = 'undefined_object';
+    ELSIF NOT FOUND THEN  -- a rule removed from its stack: its quarantined rows can still come back
         v_rule := ROW(p_rule_name, coalesce(v_table, ''), 'invalid', '{"checks": []}', 'quarantine', '', '',
                       now())::lifecycle.cleanup_rules;
     END IF;
