@@ -30,6 +30,26 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def print_status(dsn: str) -> None:
+    """`lifecycle status`'s section: each declared rule, its last run and what it holds in quarantine."""
+    from .db.connection import connect
+    from .reconcile.cleanup import has_registry
+    from .runner import report
+
+    with connect(dsn) as conn:
+        if not has_registry(conn):
+            return
+        found = conn.execute("SELECT rule_name, hypertable, kind, action, stack, last_status, last_executed_at, "
+                             "rows_quarantined_total, rows_restored_total, rows_in_quarantine "
+                             "FROM lifecycle.cleanup_rule_status ORDER BY hypertable, rule_name").fetchall()
+    print("\nCleanup rules (lifecycle.cleanup_rule_status; run them with `lifecycle cleanup`)")
+    print(report.render_table(
+        ["rule", "table", "kind", "action", "stack", "last status", "last run", "quarantined", "restored",
+         "in quarantine"],
+        [(*r[:5], r[5] or "never run", r[6].strftime("%Y-%m-%d %H:%M") if r[6] else "", *r[7:]) for r in found])
+        if found else "none declared")
+
+
 def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     clean = sub.add_parser("cleanup", help="apply the declared cleanup rules (CleanupRule) chunk by chunk; removed "
                                            "rows go to the quarantine unless the rule deletes")

@@ -165,6 +165,9 @@ def _status(args: argparse.Namespace) -> int:
                                "last run", "next due"], rows))
     print("\nStatistics (lifecycle.get_lifecycle_statistics)")
     print(_statistics_table(manager, None))
+    from .cleanup_cli import print_status as print_cleanup_status
+
+    print_cleanup_status(dsn)
     _print_health(dsn, args.stack)
     return 0
 

@@ -48,7 +48,6 @@ def test_cleanup_e2e_lifecycle(stack: PulumiStack, tsdb_dsn: str, lifecycle_sche
                       "CASE WHEN g % 11 = 0 THEN NULL ELSE 'S' END, CASE WHEN g % 7 = 0 THEN -1 "
                       "WHEN g % 13 = 0 THEN 'NaN'::float8 ELSE g END FROM generate_series(1, 200) g")
     bad_price = count(tsdb_dsn, schema, "price = -1 OR price = 'NaN'")
-    no_symbol = count(tsdb_dsn, schema, "symbol IS NULL")
     both = count(tsdb_dsn, schema, "price = -1 OR price = 'NaN' OR symbol IS NULL")
     orphans = count(tsdb_dsn, schema, "signal_id >= 90 AND ts < now() - interval '2 days'")
     name = f"bad-ticks-{schema}"
@@ -85,7 +84,7 @@ def test_cleanup_e2e_lifecycle(stack: PulumiStack, tsdb_dsn: str, lifecycle_sche
     stack.set("test:action", "delete")
     stack.run("config", "set", "--path", "test:invalid.symbol", "not_null")
     changed = stack.preview()
-    assert changed.code == 0 and f"~ pulumi-python:dynamic/timescale:CleanupRule: (update)" in changed.out, changed
+    assert changed.code == 0 and "~ pulumi-python:dynamic/timescale:CleanupRule: (update)" in changed.out, changed
     assert "replace" not in changed.out, changed
     assert (f"update cleanup rule {name} on {schema}.ticks: price finite_positive -> quarantine => "
             "price finite_positive, symbol not_null -> delete") in changed.out, changed

@@ -331,6 +331,12 @@ def test_cleanup_runner_manager_and_cli(tables: Tables) -> None:
     assert f"{rule}: {bad} rows restored from quarantine into {tables.ticks}" in out.stdout
     assert tables.all_rows() == before
 
+    status = lifecycle(tables.dsn, "status")
+    assert status.returncode == 0, status.stderr
+    [line] = [x for x in status.stdout.splitlines() if x.startswith(rule + " ")]
+    assert line.split() == [rule, tables.ticks, "invalid", "quarantine", "succeeded", *line.split()[5:7],
+                            str(bad), str(bad), "0"]
+
     missing = lifecycle(tables.dsn, "cleanup", "--rule", "no-such-rule")
     assert missing.returncode == 1 and "no cleanup rule named 'no-such-rule'" in missing.stderr
 
