@@ -90,6 +90,8 @@ def test_plan_refuses_a_bad_table_name() -> None:
     (cleanup.declared("r", "public.stream_data", invalid={"symbol": {"range": [0, 1]}}), TICKS, None,
      "invalid.symbol", "is text"),
     (cleanup.declared("r", "public.stream_data", invalid={"price": "finite"}), None, None, "table", "no such table"),
+    (cleanup.declared("r", "public.stream_data", invalid={"price": "finite"}),
+     TICKS.model_copy(update={"relkind": "v"}), None, "table", "is a view, not a table"),
     (cleanup.declared("r", "public.signal_outcomes", orphans_of=("public.signals", ["signal_id"])), OUTCOMES, None,
      "orphans_of", "no such parent table"),
     (cleanup.declared("r", "public.signal_outcomes", orphans_of=("public.signals", ["nope"])), OUTCOMES, SIGNALS,

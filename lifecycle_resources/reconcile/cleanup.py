@@ -202,8 +202,9 @@ def resolved(rule: Rule, table: catalog.TableSnapshot | None, parent: catalog.Ta
     """The rule with its time column filled in (the hypertable's, else `time_column_hint`: the time column the
     program's Hypertable will give it), or an InputError when a table, column or type does not fit."""
     name = rule.name
-    if table is None:
-        raise InputError(name, "table", rule.table, "no such table", "an existing table or hypertable")
+    if table is None or table.relkind not in ("r", "p"):
+        raise InputError(name, "table", rule.table, "no such table" if table is None else
+                         "is a view, not a table: rows are removed from tables", "an existing table or hypertable")
     if rule.kind == "invalid":
         for check in rule.checks:
             column = _column(name, "invalid", table, check.column)
