@@ -42,6 +42,10 @@ def test_plan_invalid_rule_normalises_checks() -> None:
         "qty": {"range": [0, 1_000_000]}, "price": ["finite_positive"],
         "symbol": [{"allowed": ["A", "B"]}, "not_null"]})
     assert again == rule
+    # Numbers arrive from the engine as floats: a whole one is recorded as the int it was written as.
+    engine = cleanup.declared("bad-ticks", "stream_data", invalid={"qty": {"range": [0.0, 1e6]}, "price": "finite"})
+    assert engine.spec()["checks"][1] == {"column": "qty", "check": "range", "min": 0, "max": 1_000_000}
+    assert type(engine.spec()["checks"][1]["min"]) is int
 
 
 def test_plan_orphan_rule_defaults() -> None:

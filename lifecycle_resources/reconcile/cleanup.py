@@ -168,6 +168,11 @@ def _checks(resource: str | None, invalid: Any) -> tuple[Check, ...]:
     return tuple(sorted(set(out), key=lambda c: (c.column, c.check)))
 
 
+def _number(value: int | float | None) -> int | float | None:
+    """A whole number as an int: the engine sends every number as a float, a person wrote 0 not 0.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _check(resource: str | None, column: str, item: Any) -> Check:
     field = f"invalid.{column}"
     if isinstance(item, str) and item in ("not_null", "finite", "finite_positive"):
@@ -183,7 +188,7 @@ def _check(resource: str | None, column: str, item: Any) -> Check:
                                  "{'range': [min, max]}, e.g. {'range': [0, 1e9]} or {'range': [0, None]}")
             if low is not None and high is not None and low > high:
                 raise InputError(resource, field, item, f"min {low} is above max {high}", "min <= max")
-            return Check(column=column, check="range", min=low, max=high)
+            return Check(column=column, check="range", min=_number(low), max=_number(high))
         if kind == "allowed":
             if not isinstance(arg, list | tuple) or not arg or not all(
                     isinstance(v, str | int | float) and not isinstance(v, bool) for v in arg):
