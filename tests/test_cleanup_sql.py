@@ -427,3 +427,15 @@ def test_cleanup_sql_preview_count_leaves_the_statement_timeout(tables: Tables) 
 
 def tables_count_null_symbols(conn: psycopg.Connection, tables: Tables) -> int:
     return conn.execute(f'SELECT count(*) FROM "{tables.schema}".ticks WHERE symbol IS NULL').fetchone()[0]
+
+
+def test_cleanup_sql_rows_fixed_after_the_dry_run_are_kept(tables: Tables) -> None:
+    """The real run removes what the condition matches when each chunk's DELETE runs, not what a dry run (or the
+    preview) counted before: a row fixed in between stays."""
+    rule = f"recheck-{tables.schema}"
+    tables.register(rule, "invalid", {"checks": [{"column": "symbol", "check": "not_null"}]})
+    counted = DataLifecycleManager(tables.dsn).cleanup(rule, dry_run=True)[0].rows_matched
+    sql_run(tables.dsn, f'UPDATE "{tables.schema}".ticks SET symbol = \'FIXED\' WHERE ts = (SELECT max(ts) '
+                        f'FROM "{tables.schema}".ticks WHERE symbol IS NULL)')
+    done = DataLifecycleManager(tables.dsn).cleanup(rule)[0]
+    assert done.rows_quarantined == counted - 1 and tables.count("symbol = 'FIXED'") == 1
