@@ -7,7 +7,8 @@ records every declared policy and every run, and its own tables age like any oth
 
 import pulumi
 
-from lifecycle_resources import CompressionPolicy, ContinuousAggregate, LifecycleSchema, PolicyGuard, RetentionPolicy
+from lifecycle_resources import (CleanupRule, CompressionPolicy, ContinuousAggregate, LifecycleSchema, PolicyGuard,
+                                 RetentionPolicy)
 from lifecycle_resources.resources.stack_config import declare_bookkeeping, declare_tables, load_settings
 
 settings = load_settings()
@@ -31,6 +32,10 @@ if "public.stream_data" in settings.qualified_tables():
     RetentionPolicy("stream-data-ohlcv-1m-retention", ohlcv, drop_after="365 days")
     pulumi.export("ohlcv_1m", {"view": ohlcv.view, "refresh_job_id": ohlcv.refresh_job_id,
                                "on_delete": ohlcv.on_delete})
+    # Ticks a feed should never send: `lifecycle cleanup` moves them to the quarantine (restorable).
+    bad_ticks = CleanupRule("bad-ticks", table="public.stream_data",
+                            invalid={"price": "finite_positive", "volume": {"range": [0, None]}})
+    pulumi.export("bad_ticks", {"rule": bad_ticks.rule, "matches": bad_ticks.matches})
 
 pulumi.export("tables", tables)
 pulumi.export("lifecycle_migrations", schema.applied)

@@ -165,6 +165,9 @@ def _status(args: argparse.Namespace) -> int:
                                "last run", "next due"], rows))
     print("\nStatistics (lifecycle.get_lifecycle_statistics)")
     print(_statistics_table(manager, None))
+    from .cleanup_cli import print_status as print_cleanup_status
+
+    print_cleanup_status(dsn)
     _print_health(dsn, args.stack)
     return 0
 
@@ -389,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .archive_cli import add_commands as add_archive_commands
 
     add_archive_commands(sub, add_dsn_arguments)
+    from .cleanup_cli import add_commands as add_cleanup_commands
+
+    add_cleanup_commands(sub, add_dsn_arguments)
     return parser
 
 

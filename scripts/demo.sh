@@ -65,6 +65,11 @@ with psycopg.connect(os.environ["TSDB_DSN"]) as conn:
         print(f"{row[0]!s:25} {row[1]:6} {row[2]:8.2f} {row[3]:8.2f} {row[4]:8.2f} {row[5]:8.2f} {row[6]:8.0f}")
 PY
 
+step "cleanup rule bad-ticks: a few bad ticks arrive; dry run, then for real (into the quarantine, restorable)"
+$lifecycle db exec sql/demo/bad_ticks.sql
+$lifecycle cleanup --rule bad-ticks --dry-run
+$lifecycle cleanup --rule bad-ticks
+
 step "lifecycle report --html: one self-contained page (opens offline)"
 report=$($lifecycle report --html .lifecycle/report.html)
 echo "report: $report"

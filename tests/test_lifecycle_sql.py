@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 MIGRATIONS = Path(__file__).resolve().parent.parent / "lifecycle_resources" / "db" / "migrations_sql"
 MIGRATION_FILES = ("001_lifecycle_tables.sql", "002_lifecycle_views.sql", "003_lifecycle_functions.sql",
                    "004_safe_cleanup.sql", "005_runner.sql", "006_estimates.sql", "007_continuous_aggregates.sql",
-                   "008_archive.sql")
+                   "008_archive.sql", "010_cleanup_rules.sql")
 
 ROWS = 40 * 24 * 6 + 1  # every 10 minutes over 40 days, both ends included
 
@@ -151,12 +151,6 @@ class Hypertable:
     def execute(self, policy_name: str, dry_run: bool = False) -> dict[str, Any]:
         return one(self.dsn, "SELECT * FROM lifecycle.execute_lifecycle_policy(%s, %s)", (policy_name, dry_run))
 
-    def cleanup(self, rule: str, column: str, check: str, dry_run: bool, *, low: float | None = None,
-                high: float | None = None, allowed: list[str] | None = None) -> dict[str, Any]:
-        return one(self.dsn, "SELECT * FROM lifecycle.execute_cleanup_operation(%s, %s::regclass, %s, %s, "
-                             "p_min => %s, p_max => %s, p_allowed => %s::text[], p_dry_run => %s)",
-                   (rule, self.rel, column, check, low, high, allowed, dry_run))
-
 
 @pytest.fixture
 def ht(dsn: str, schema: str) -> Hypertable:
@@ -184,7 +178,7 @@ def test_migrations_create_the_schema_and_rerun_cleanly(dsn: str) -> None:
                                               "AND c.relkind IN ('r', 'v')")}
     assert {"lifecycle_policies", "lifecycle_executions", "compression_metrics", "archive_metadata",
             "cleanup_operations", "lifecycle_policy_status", "compression_statistics",
-            "cleanup_statistics"} <= tables
+            "cleanup_statistics", "cleanup_rules", "cleanup_quarantine", "cleanup_rule_status"} <= tables
     # Plain tables: making them hypertables is the stack's job. Each starts with its timestamptz column.
     for table, time_col in (("lifecycle_policies", "registered_at"), ("lifecycle_executions", "started_at"),
                             ("compression_metrics", "captured_at"), ("archive_metadata", "archived_at"),
@@ -211,12 +205,15 @@ def test_migrations_create_the_schema_and_rerun_cleanly(dsn: str) -> None:
         "p_environment text DEFAULT NULL::text, p_policy_name text DEFAULT NULL::text)": "integer",
         "execute_lifecycle_policy(p_policy_name text, p_dry_run boolean DEFAULT false)":
             "lifecycle.lifecycle_executions",
-        "execute_cleanup_operation(p_rule_name text, p_hypertable regclass, p_column name, p_check text, "
-        "p_min numeric DEFAULT NULL::numeric, p_max numeric DEFAULT NULL::numeric, "
-        "p_allowed text[] DEFAULT NULL::text[], p_dry_run boolean DEFAULT true)": "lifecycle.cleanup_operations",
-        "count_cleanup_matches(p_rule_name text, p_hypertable regclass, p_column name, p_check text, "
-        "p_min numeric DEFAULT NULL::numeric, p_max numeric DEFAULT NULL::numeric, "
-        "p_allowed text[] DEFAULT NULL::text[])": "bigint",
+        "execute_cleanup_operation(p_rule_name text, p_dry_run boolean DEFAULT true)": "lifecycle.cleanup_operations",
+        "count_cleanup_matches(p_rule_name text, p_from text DEFAULT NULL::text, p_to text DEFAULT NULL::text)":
+            "bigint",
+        "register_cleanup_rule(p_rule_name text, p_hypertable text, p_kind text, p_spec jsonb, "
+        "p_action text DEFAULT 'quarantine'::text, p_project text DEFAULT ''::text, p_stack text DEFAULT ''::text)":
+            "boolean",
+        "unregister_cleanup_rule(p_rule_name text, p_project text DEFAULT ''::text, p_stack text DEFAULT ''::text)":
+            "boolean",
+        "restore_cleanup_quarantine(p_rule_name text)": "lifecycle.cleanup_operations",
         "execute_lifecycle_policy(p_policy_name text, p_dry_run boolean, p_stack text)":
             "lifecycle.lifecycle_executions",
         "register_lifecycle_policy(p_policy_name text, p_hypertable text, p_kind text, p_parameters jsonb, "
@@ -632,132 +629,6 @@ def test_execute_steps_take_the_providers_table_lock(cht: Hypertable) -> None:
     assert len(provider) == 1 and compressing == dropping == provider
 
 
-# --------------------------------------------------------------------------------------------
-# execute_cleanup_operation: a declared rule (column + check), never SQL text
-
-
-def test_cleanup_dry_run_then_delete(ht: Hypertable) -> None:
-    rule = f"drop-device-0-{ht.schema}"
-    matching = value(ht.dsn, sql.SQL("SELECT count(*) FROM {} WHERE device = 0").format(ht.ident))
-    assert matching > 0
-
-    dry = ht.cleanup(rule, "device", "not_in", dry_run=True, allowed=["1", "2", "3", "4"])
-    assert (dry["status"], dry["dry_run"], dry["rows_matched"], dry["rows_deleted"], dry["error"]) == (
-        "dry_run", True, matching, 0, None)
-    assert (dry["hypertable"], dry["condition"], dry["rule_name"]) == (ht.label, "device not_in {1,2,3,4}", rule)
-    assert ht.count() == ROWS
-
-    real = ht.cleanup(rule, "device", "not_in", dry_run=False, allowed=["1", "2", "3", "4"])
-    assert (real["status"], real["rows_matched"], real["rows_deleted"]) == ("succeeded", matching, matching)
-    assert ht.count() == ROWS - matching
-
-    # The default is a dry run.
-    default = one(ht.dsn, "SELECT * FROM lifecycle.execute_cleanup_operation(%s, %s::regclass, 'device', "
-                          "'out_of_range', p_max => 3)", (rule, ht.rel))
-    device_4 = value(ht.dsn, sql.SQL("SELECT count(*) FROM {} WHERE device = 4").format(ht.ident))
-    assert (default["dry_run"], default["rows_matched"], default["rows_deleted"]) == (True, device_4, 0)
-    assert default["condition"] == "device out_of_range [-inf, 3]"
-
-    stats = one(ht.dsn, "SELECT * FROM lifecycle.cleanup_statistics WHERE rule_name = %s", (rule,))
-    assert (stats["hypertable"], stats["runs"], stats["dry_runs"], stats["failures"]) == (ht.label, 3, 2, 0)
-    assert stats["rows_matched_total"] == 2 * matching + device_4
-    assert stats["rows_deleted_total"] == matching
-    assert (stats["last_executed_at"], stats["last_status"]) == (default["executed_at"], "dry_run")
-
-
-def test_cleanup_checks_match_what_they_name(ht: Hypertable) -> None:
-    sql_run(ht.dsn, sql.SQL("ALTER TABLE {} ALTER COLUMN value DROP NOT NULL").format(ht.ident))
-    sql_run(ht.dsn, sql.SQL("INSERT INTO {} VALUES (now(), 7, 'NaN'), (now(), 7, 'Infinity'), "
-                            "(now(), 7, '-Infinity'), (now(), 7, NULL), (now(), 7, 5), (now(), 7, -1)")
-            .format(ht.ident))
-    rule = f"checks-{ht.schema}"
-
-    def matched(check: str, **named: Any) -> int:
-        return ht.cleanup(rule, "value", check, dry_run=True, **named)["rows_matched"]
-
-    def expected(where: str) -> int:
-        return value(ht.dsn, sql.SQL("SELECT count(*) FROM {} WHERE " + where).format(ht.ident))
-
-    assert matched("null") == expected("value IS NULL") == 1
-    assert matched("not_finite") == expected("value IN ('NaN', 'Infinity', '-Infinity')") == 3
-    # PostgreSQL orders NaN above every number: it is out of any range.
-    assert matched("out_of_range", low=0, high=1) == expected("value < 0 OR value > 1 OR value = 'NaN'") == 5
-    assert matched("out_of_range", low=0) == expected("value < 0") == 2
-    assert ht.cleanup(rule, "device", "not_in", dry_run=True, allowed=["0", "1"])["rows_matched"] == expected(
-        "device NOT IN (0, 1)") > 0
-    assert ht.count() == ROWS + 6
-
-
-def test_cleanup_failures_are_logged_and_delete_nothing(ht: Hypertable) -> None:
-    rule = f"broken-{ht.schema}"
-    # A delete that fails part-way (a trigger refuses device 3 rows): the rows already deleted come back.
-    sql_run(ht.dsn, sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                            "IF OLD.device = 3 THEN RAISE EXCEPTION 'device 3 is protected'; END IF; "
-                            "RETURN OLD; END $$").format(sql.Identifier(ht.schema, "guard")))
-    sql_run(ht.dsn, sql.SQL("CREATE TRIGGER guard BEFORE DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()")
-            .format(ht.ident, sql.Identifier(ht.schema, "guard")))
-    half = ht.cleanup(rule, "device", "not_in", dry_run=False, allowed=["0", "1", "4"])
-    assert half["status"] == "failed" and "device 3 is protected" in half["error"]
-    assert half["rows_matched"] > 0 and half["rows_deleted"] == 0
-    assert ht.count() == ROWS
-
-    stats = one(ht.dsn, "SELECT * FROM lifecycle.cleanup_statistics WHERE rule_name = %s", (rule,))
-    assert (stats["runs"], stats["failures"], stats["rows_deleted_total"], stats["last_status"]) == (
-        1, 1, 0, "failed")
-
-
-@pytest.mark.parametrize("column, check, named, fragment", [
-    ("no_such_column", "null", {}, "has no column 'no_such_column'"),
-    ("value", "drop_everything", {}, "unknown check 'drop_everything'"),
-    ("value", "out_of_range", {}, "needs p_min, p_max or both"),
-    ("value", "out_of_range", {"low": 2, "high": 1}, "p_min 2 is above p_max 1"),
-    ("ts", "out_of_range", {"low": 0}, "does not apply to"),
-    ("device", "not_finite", {}, "does not apply to"),
-    ("device", "not_in", {"allowed": []}, "would match every row"),
-    ("device", "not_in", {}, "needs a non-empty p_allowed"),
-])
-def test_cleanup_refuses_rules_it_cannot_compose(ht: Hypertable, column: str, check: str, named: dict[str, Any],
-                                                 fragment: str) -> None:
-    rule = f"bad-{ht.schema}"
-    low, high, allowed = named.get("low"), named.get("high"), named.get("allowed")
-    message = refused(ht.dsn, "SELECT * FROM lifecycle.execute_cleanup_operation(%s, %s::regclass, %s, %s, %s, %s, "
-                              "%s::text[], false)", (rule, ht.rel, column, check, low, high, allowed))
-    assert fragment in message and f"'{rule}'" in message
-    assert ht.count() == ROWS
-    assert value(ht.dsn, "SELECT count(*) FROM lifecycle.cleanup_operations WHERE rule_name = %s", (rule,)) == 0
-
-
-def test_cleanup_injection_executes_nothing(ht: Hypertable) -> None:
-    """003 spliced its condition into SQL: this string dropped the victim table during a dry run."""
-    victim = sql.Identifier(ht.schema, "victim")
-    sql_run(ht.dsn, sql.SQL("CREATE TABLE {} (x integer)").format(victim))
-    attack = f"false); DROP TABLE {ht.schema}.victim; SELECT (1"
-    assert value(ht.dsn, "SELECT to_regprocedure('lifecycle.execute_cleanup_operation(text, regclass, text, "
-                         "boolean)') IS NULL"), "the condition-text signature of 003 must be gone"
-
-    def call(rule: str, column: str, check: str, allowed: list[str] | None) -> None:
-        try:
-            ht.cleanup(rule, column, check, dry_run=True, allowed=allowed)
-        except psycopg.Error:
-            pass  # refused is fine: executed is not
-
-    call(attack, "device", "null", None)
-    call("r", attack, "null", None)
-    call("r", "device", attack, None)
-    call("r", "device", "not_in", [attack])
-    assert value(ht.dsn, "SELECT to_regclass(%s) IS NOT NULL", (f"{ht.schema}.victim",))
-    assert ht.count() == ROWS
-    assert one(ht.dsn, "SELECT * FROM lifecycle.execute_cleanup_operation('r', %s::regclass, 'device', 'not_in', "
-                       "p_allowed => ARRAY[%s])", (ht.rel, attack))["rows_matched"] == ROWS
-
-
-def test_cleanup_dry_run_is_read_only_by_construction(dsn: str) -> None:
-    """The dry run counts in a STABLE function: PostgreSQL refuses data-modifying statements there."""
-    volatility = value(dsn, "SELECT provolatile FROM pg_proc WHERE oid = 'lifecycle.count_cleanup_matches(text, "
-                            "regclass, name, text, numeric, numeric, text[])'::regprocedure")
-    assert volatility == "s"
-
-
 def test_lifecycle_functions_all_set_search_path(dsn: str) -> None:
     """A function resolving names through the caller's search_path can be hijacked by the caller's objects."""
     loose = rows(dsn, "SELECT p.oid::regprocedure::text AS fn, p.proconfig FROM pg_proc p "
@@ -899,7 +770,11 @@ def test_nothing_relies_on_the_sessions_search_path(ht: Hypertable) -> None:
                             (ht.label,)).fetchone()["total_chunks"] > 0
         assert conn.execute("SELECT executions FROM lifecycle.get_lifecycle_statistics(%s::regclass)",
                             (ht.rel,)).fetchone()["executions"] == 1
-        cleaned = conn.execute("SELECT * FROM lifecycle.execute_cleanup_operation('r', %s::regclass, "
-                               "'device', 'not_in', p_allowed => '{0,1,2,3}', p_dry_run => false)",
-                               (ht.rel,)).fetchone()
+        rule = f"r-{ht.schema}"
+        conn.execute("SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', "
+                     "'{\"checks\": [{\"column\": \"device\", \"check\": \"allowed\", \"values\": [\"0\", \"1\"]}]}')",
+                     (rule, ht.label))
+        cleaned = conn.execute("SELECT * FROM lifecycle.execute_cleanup_operation(%s, false)", (rule,)).fetchone()
         assert cleaned["status"] == "succeeded" and cleaned["rows_deleted"] > 0
+        assert conn.execute("SELECT * FROM lifecycle.restore_cleanup_quarantine(%s)",
+                            (rule,)).fetchone()["rows_restored"] == cleaned["rows_deleted"]

@@ -74,8 +74,10 @@ def test_report_html_sections_hold_the_database_numbers(tsdb_dsn: str, lifecycle
     manager = DataLifecycleManager(tsdb_dsn)
     assert manager.run(policy=compress)[0].status == "succeeded"
     assert manager.run(policy=broken)[0].status == "failed"
-    sql_run(tsdb_dsn, "SELECT lifecycle.execute_cleanup_operation(%s, %s::regclass, 'v', 'out_of_range', 10, NULL, "
-                      "NULL, false)", (f"{schema}-cleanup", rel))
+    sql_run(tsdb_dsn, "SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', "
+                      "'{\"checks\": [{\"column\": \"v\", \"check\": \"range\", \"min\": 10}]}')",
+            (f"{schema}-cleanup", label))
+    sql_run(tsdb_dsn, "SELECT lifecycle.execute_cleanup_operation(%s, false)", (f"{schema}-cleanup",))
     sql_run(tsdb_dsn, "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, row_count, bytes, "
                       "location, state) VALUES (now(), %s, 'chunk_1', 144, 65536, 'file:///x', 'verified')", (label,))
 

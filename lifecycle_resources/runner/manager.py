@@ -191,6 +191,22 @@ class DataLifecycleManager:
         return self._rows("SELECT * FROM lifecycle.get_lifecycle_statistics(%s::regclass) ORDER BY hypertable",
                           (hypertable,))
 
+    def cleanup(self, rule: str | None = None, *, dry_run: bool = False) -> list[Any]:
+        """Apply the declared cleanup rules (or the one named), chunk by chunk; one CleanupRun each
+        (runner/cleanup.py)."""
+        from . import cleanup
+
+        with connect(self._dsn) as conn:
+            names = [rule] if rule is not None else cleanup.rule_names(conn)
+            return [cleanup.CleanupRun.model_validate(cleanup.run(conn, name, dry_run)) for name in names]
+
+    def restore_quarantine(self, rule: str) -> Any:
+        """Move the rows the rule quarantined back into their table; the CleanupRun recording it."""
+        from . import cleanup
+
+        with connect(self._dsn) as conn:
+            return cleanup.CleanupRun.model_validate(cleanup.restore(conn, rule))
+
     def archive(self, table: str, older_than: str, to: str, *, read_back: bool = False,
                 **store_options: Any) -> list[Any]:
         """Archive then drop the chunks of `table` older than `older_than` into the store at `to` (file:// or
