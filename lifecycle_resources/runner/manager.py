@@ -220,3 +220,23 @@ class DataLifecycleManager:
         from .restore import restore
 
         return restore(self._dsn, table, from_, to, into, **store_options)
+
+    def hold(self, table: str, from_: str | datetime, to: str | datetime, reason: str | None = None) -> Any:
+        """Keep [from_, to) of `table` in the database: no chunk overlapping it is archived or dropped while the
+        hold is active; a restore into the hypertable itself needs one (see runner/archive/holds.py)."""
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.add(conn, table, from_, to, reason)
+
+    def holds(self, table: str | None = None, *, include_released: bool = False) -> list[Any]:
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.listed(conn, table, include_released=include_released)
+
+    def release_hold(self, hold_id: int) -> Any:
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.release(conn, hold_id)

@@ -57,6 +57,10 @@ class ArchiveStore(ABC):
     def delete(self, key: str) -> None:
         """Remove `key` (used for partial objects only)."""
 
+    @abstractmethod
+    def probe(self) -> str | None:
+        """Why the store cannot be written now (None: it can); checks reach and rights, writes nothing."""
+
     def location(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
@@ -137,6 +141,16 @@ class LocalStore(ArchiveStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def probe(self) -> str | None:
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # the first write creates the missing directories below it
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable by this user"
+        return None
 
 
 class S3Store(ArchiveStore):
@@ -234,6 +248,13 @@ class S3Store(ArchiveStore):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:  # noqa: BLE001
             raise self._fail("delete", key, exc) from None
+
+    def probe(self) -> str | None:
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001 - unreachable, no bucket, bad credentials: all "cannot write"
+            return str(self._fail("list", "", exc)).removeprefix(f"{self.location('')}: ")
+        return None
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, **credentials: str | None) -> ArchiveStore:
