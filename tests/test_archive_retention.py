@@ -123,6 +123,7 @@ def test_runner_archived_policy_archives_then_drops_and_rows_restore(tsdb_dsn: s
 
     [run] = manager.run(policy=policy, stack=f"proj/{schema}")
     assert (run.status, run.error, run.chunks_affected) == ("succeeded", None, len(old))
+    assert run.describe().startswith(f"{len(old)} chunks archived to cold, verified and dropped"), run.describe()
     assert expiring(tsdb_dsn, schema) == []
     [(details,)] = sql_run(tsdb_dsn, "SELECT details FROM lifecycle.lifecycle_executions WHERE policy_name = %s "
                                      "AND NOT dry_run", (policy,))
@@ -259,3 +260,31 @@ def test_cli_hold_add_list_release(tsdb_dsn: str, lifecycle_schema: None, schema
     assert unknown.returncode == 1 and "no hold 987654321" in unknown.stderr, unknown
     assert json.dumps(sql_run(tsdb_dsn, "SELECT count(*) FROM lifecycle.archive_holds WHERE hypertable = %s "
                                         "AND released_at IS NULL", (table,))) == "[[0]]"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("table_sql, archive, fragment", [
+    ("CREATE TABLE {t} (ts bigint NOT NULL, v int); SELECT create_hypertable('{t}', by_range('ts', 1000)); "
+     "CREATE FUNCTION {s}.now_int() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 5000::bigint'; "
+     "SELECT set_integer_now_func('{t}', '{s}.now_int')", "cold", "archiving supports timestamptz"),
+    ("CREATE TABLE {t} (ts timestamptz NOT NULL, v int); SELECT create_hypertable('{t}', by_range('ts'))",
+     "nowhere", "no archive store 'nowhere' is registered by stack proj/st"),
+])
+def test_provider_archive_refused_at_check(tsdb_dsn: str, lifecycle_schema: None, schema: str, table_sql: str,
+                                           archive: str, fragment: str) -> None:
+    from lifecycle_resources import RetentionPolicyProvider
+
+    table = f'"{schema}".ticks'
+    for statement in table_sql.format(t=table, s=f'"{schema}"').split("; "):
+        sql_run(tsdb_dsn, statement)
+    sql_run(tsdb_dsn, "INSERT INTO lifecycle.archive_stores (project, stack, store_name, url) VALUES "
+                      "('proj', 'st', 'cold', 'file:///tmp/x') ON CONFLICT DO NOTHING")
+    provider = RetentionPolicyProvider()
+    provider._config_dsn = tsdb_dsn
+    news = {"hypertable": f"{schema}.ticks", "drop_after": 100 if "bigint" in table_sql else "30 days",
+            "resource_name": "pol", "archive": archive,
+            "registration": {"project": "proj", "stack": "st", "environment": "st"}}
+    found = [(f.property, f.reason) for f in provider.check({}, news).failures]
+    assert [f for f, _ in found] == ["archive"] and fragment in found[0][1] and "pol:" in found[0][1], found
+    assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = %s",
+                   (schema,)) == [(0,)]

@@ -15,7 +15,7 @@ import psycopg
 import pulumi
 
 from ..errors import InputError
-from ..reconcile import archive_retention, archive_stores, caggs, impact, jobs
+from ..reconcile import archive_retention, archive_stores, caggs, catalog, impact, jobs
 from ..reconcile.declared import Target
 from ..reconcile.intervals import Window
 from .impact_preview import stated_impact
@@ -38,6 +38,21 @@ class RetentionPolicyProvider(PolicyProvider):
             if problem:
                 raise problem
         return notices
+
+    def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState,
+                                                                          list[jobs.Notice]]:
+        target, state, notices = super()._declared(conn, args)
+        if args.archive is not None:
+            if caggs.policy_target(conn, args.hypertable, args.peers) is not None:
+                raise InputError(args.resource_name, "archive", args.archive,
+                                 f"{target.table} is a continuous aggregate: only hypertables' chunks are archived",
+                                 "no archive= on an aggregate's retention (archive its source hypertable)")
+            if target.column_type not in catalog.TIME_TYPES:
+                raise InputError(args.resource_name, "archive", args.archive,
+                                 f"{target.table}'s time column {target.time_column} is {target.column_type}: "
+                                 "archiving supports timestamptz, timestamp and date time columns (not yet integer "
+                                 "or uuid time)", "no archive= on this table")
+        return target, state, notices
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:

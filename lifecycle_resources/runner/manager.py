@@ -55,6 +55,7 @@ class Execution(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     rows_estimated: bool | None = None
+    details: dict[str, Any] | None = None
 
     @property
     def bytes_saved(self) -> int:
@@ -66,6 +67,9 @@ class Execution(BaseModel):
         if self.status == "failed":
             return f"FAILED: {self.error}"
         verb = {"compression": "compressed", "retention": "dropped"}.get(self.kind, "affected")
+        store = (self.details or {}).get("archive_store")
+        if store:
+            verb = f"archived to {store}, verified and dropped"
         would = "would be " if self.dry_run else ""
         text = f"{self.chunks_affected} chunks {would}{verb}"
         if self.kind == "retention" and self.rows_before is not None and self.rows_after is not None:
