@@ -167,7 +167,9 @@ class S3Store(ArchiveStore):
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._client = boto3.client(
+        # A session of its own: boto3's default session keeps the credentials it resolved first for the whole
+        # process, so a long-lived runner would never see rotated ones.
+        self._client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region or os.environ.get("AWS_REGION") or "us-east-1",
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             aws_session_token=session_token,
