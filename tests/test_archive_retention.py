@@ -288,3 +288,37 @@ def test_provider_archive_refused_at_check(tsdb_dsn: str, lifecycle_schema: None
     assert [f for f, _ in found] == ["archive"] and fragment in found[0][1] and "pol:" in found[0][1], found
     assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = %s",
                    (schema,)) == [(0,)]
+
+
+def store_check(olds: dict, news: dict) -> tuple[dict, list[tuple[str, str]]]:
+    from lifecycle_resources.resources.archive_store import ArchiveStoreProvider
+
+    result = ArchiveStoreProvider().check(olds, {"resource_name": "cold", "store_name": "cold", **news})
+    return result.inputs, [(f.property, f.reason) for f in result.failures]
+
+
+def test_store_check_plans_register_change_and_warns_unreachable(tmp_path: Path) -> None:
+    inputs, failures = store_check({}, {"url": f"file://{tmp_path}/a/"})
+    assert failures == [] and inputs["url"] == f"file://{tmp_path}/a"
+    assert inputs["planned_operations"] == [f"register archive store cold (file://{tmp_path}/a) in "
+                                            "lifecycle.archive_stores"]
+    changed, failures = store_check({"url": f"file://{tmp_path}/a", "store_name": "cold"},
+                                    {"url": f"file://{tmp_path}/b"})
+    assert failures == [] and changed["planned_operations"][0].startswith(
+        f"change archive store cold: url file://{tmp_path}/a -> file://{tmp_path}/b")
+    (tmp_path / "afile").write_text("x")
+    warned = store_check({}, {"url": f"file://{tmp_path}/afile/store"})[0]["planned_operations"]
+    assert warned[-1].startswith(f"WARNING: archive store cold (file://{tmp_path}/afile/store) is not reachable "
+                                 f"now: {tmp_path}/afile is not a directory"), warned
+
+
+@pytest.mark.parametrize("news, field, fragment", [
+    ({"url": "file:///x", "endpoint_url": "http://127.0.0.1:9000"}, "endpoint_url", "is a local directory"),
+    ({"url": "s3://b/p", "access_key_id": "AKIApw_marker"}, "access_key_id", "go together"),
+    ({"url": "s3://b/p", "endpoint_url": "ftp://x"}, "endpoint_url", "not an endpoint URL"),
+    ({"url": "s3://AKIApw_marker:pw_marker@b/p"}, "url", "credentials never go in the URL"),
+])
+def test_store_check_refuses_naming_the_field(news: dict, field: str, fragment: str) -> None:
+    _, failures = store_check({}, news)
+    assert [f for f, _ in failures] == [field] and fragment in failures[0][1], failures
+    assert "cold:" in failures[0][1] and "pw_marker" not in failures[0][1]
