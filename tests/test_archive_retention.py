@@ -322,3 +322,32 @@ def test_store_check_refuses_naming_the_field(news: dict, field: str, fragment: 
     _, failures = store_check({}, news)
     assert [f for f, _ in failures] == [field] and fragment in failures[0][1], failures
     assert "cold:" in failures[0][1] and "pw_marker" not in failures[0][1]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("step", ["uploaded", "dropping"])
+def test_runner_archived_policy_killed_then_rerun_converges(tsdb_dsn: str, lifecycle_schema: None, schema: str,
+                                                            tmp_path: Path, step: str) -> None:
+    """`lifecycle run` SIGKILLed inside the archive (mid-publish, inside the drop's transaction), run again: every
+    chunk archived once, dropped once, every row restorable."""
+    import signal
+
+    from lifecycle_resources.runner.archive.archiver import FAULT_ENV
+    from lifecycle_resources.runner.archive.store import LocalStore
+
+    rel = make_ticks(tsdb_dsn, schema, compress=1)
+    original = rows_text(tsdb_dsn, rel, before_expiring_end(tsdb_dsn, schema, "10 days"))
+    old = expiring(tsdb_dsn, schema)
+    policy = declare(tsdb_dsn, schema, store_url=f"file://{tmp_path}/cold")
+    args = ("run", "--policy", policy, "--stack", f"proj/{schema}")
+    crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step})
+    assert crashed.returncode == -signal.SIGKILL, crashed
+    assert expiring(tsdb_dsn, schema) == old  # the first chunk's drop never committed
+    again = lifecycle(tsdb_dsn, *args)
+    assert again.returncode == 0, again
+    assert expiring(tsdb_dsn, schema) == []
+    keys = LocalStore(tmp_path / "cold").keys()
+    assert len([k for k in keys if k.endswith(".parquet")]) == len(old)
+    assert len([k for k in keys if k.endswith(".manifest.json")]) == len(old)
+    DataLifecycleManager(tsdb_dsn).restore(f"{schema}.ticks", "2000-01-01", "2100-01-01")
+    assert rows_text(tsdb_dsn, f'"{schema}".ticks_restored') == original
