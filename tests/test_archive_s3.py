@@ -186,8 +186,9 @@ def test_s3_runner_archived_policy_takes_credentials_from_the_environment(
     assert expiring(tsdb_dsn, schema) == []
     keys = open_store(f"s3://{bucket}/prod", endpoint_url=s3_server.url).keys()
     assert len([k for k in keys if k.endswith(".parquet")]) == len(old)
-    DataLifecycleManager(tsdb_dsn).restore(f"{schema}.ticks", "2000-01-01", "2100-01-01", into=f"{schema}.back",
-                                           endpoint_url=s3_server.url)
+    # verify and restore find the endpoint the store registered (no --endpoint-url, no $AWS_ENDPOINT_URL)
+    assert all(problems == [] for _, problems in DataLifecycleManager(tsdb_dsn).verify_archive(f"{schema}.ticks"))
+    DataLifecycleManager(tsdb_dsn).restore(f"{schema}.ticks", "2000-01-01", "2100-01-01", into=f"{schema}.back")
     assert rows_text(tsdb_dsn, f'"{schema}".back') == original
     recorded = sql_run(tsdb_dsn, "SELECT string_agg(x::text, ' ') FROM lifecycle.archive_stores x")[0][0] + \
         sql_run(tsdb_dsn, "SELECT string_agg(x::text, ' ') FROM lifecycle.lifecycle_executions x WHERE "

@@ -97,3 +97,14 @@ def users(conn: psycopg.Connection, project: str, stack: str, name: str) -> list
                         "AND enabled AND kind = 'retention' AND parameters ->> 'archive_store' = %s "
                         "ORDER BY policy_name", (project, stack, name)).fetchall()
     return [r[0] for r in rows]
+
+
+def registered_options(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
+    """Per store URL, the endpoint and region its latest registration names: what restore and verify use for
+    objects the runner wrote there, unless told another endpoint."""
+    if not installed(conn):
+        return {}
+    rows = conn.execute("SELECT DISTINCT ON (url) url, endpoint_url, region FROM lifecycle.archive_stores "
+                        "ORDER BY url, registered_at DESC").fetchall()
+    return {url: {k: v for k, v in (("endpoint_url", endpoint), ("region", region)) if v}
+            for url, endpoint, region in rows}

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from ..db.connection import connect
 from ..errors import LifecycleError
 from ..identifiers import TableName
+from ..reconcile import archive_stores
 from ..reconcile.locks import lock_table
 from .archive import export, holds
 from .archive.archiver import hypertable_label
@@ -87,10 +88,11 @@ def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, in
         name, time_column = hypertable_label(conn, table)
         lo, hi = holds.time_range(conn, start, end, "restore")
         objects = _objects(conn, name, lo, hi)
+        registered = archive_stores.registered_options(conn)
         problems: list[str] = []
         steps = 2 * len(objects)
         for i, obj in enumerate(objects, 1):
-            store = store_for(stores, obj["store_url"], store_options)
+            store = store_for(stores, obj["store_url"], store_options, registered)
             if progress:
                 progress(i, steps, f"verify {obj['chunk_name']}", None)
             found = object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
