@@ -5,10 +5,12 @@ config in `Pulumi.<env>.yaml`; the connection from the secret `lifecycle:dsn` (o
 records every declared policy and every run, and its own tables age like any other.
 """
 
+from pathlib import Path
+
 import pulumi
 
-from lifecycle_resources import (CleanupRule, CompressionPolicy, ContinuousAggregate, LifecycleSchema, PolicyGuard,
-                                 RetentionPolicy)
+from lifecycle_resources import (ArchiveStore, CleanupRule, CompressionPolicy, ContinuousAggregate, LifecycleSchema,
+                                 PolicyGuard, RetentionPolicy)
 from lifecycle_resources.resources.stack_config import declare_bookkeeping, declare_tables, load_settings
 
 settings = load_settings()
@@ -16,7 +18,12 @@ settings = load_settings()
 # Removes jobs added by hand to any table below (and reports them at preview).
 PolicyGuard("policy-guard")
 schema = LifecycleSchema("lifecycle-schema")
-tables = declare_tables(settings)
+# Expiring raw ticks are archived before they are dropped: no TimescaleDB retention job on stream_data; `lifecycle
+# run` archives each expiring chunk to this store, verifies it, then drops it. `archive:url` points a stack at its
+# own store (s3://bucket/prefix, credentials from boto3's chain where the runner runs); default: a local directory.
+cold = ArchiveStore("cold", url=pulumi.Config("archive").get("url") or f"file://{Path.cwd() / '.lifecycle' / 'archive'}",
+                    endpoint_url=pulumi.Config("archive").get("endpoint_url"))
+tables = declare_tables(settings, archive={"public.stream_data": cold})
 declare_bookkeeping(settings)
 
 # Where the stack manages the raw ticks (every environment of this platform does).

@@ -1,5 +1,6 @@
 """Timescale Lifecycle: the data lifecycle of TimescaleDB tables as Pulumi dynamic resources."""
 
+from .resources.archive_store import ArchiveStore, ArchiveStoreProvider
 from .resources.cleanup_rule import CleanupRule, CleanupRuleProvider
 from .resources.compression_policy import CompressionPolicy, CompressionPolicyProvider
 from .resources.compression_settings import CompressionSettings, CompressionSettingsProvider
@@ -12,7 +13,7 @@ from .resources.retention_policy import RetentionPolicy, RetentionPolicyProvider
 from .runner.manager import DataLifecycleManager
 
 __all__ = [
-    "CleanupRule", "CleanupRuleProvider",
+    "ArchiveStore", "ArchiveStoreProvider", "CleanupRule", "CleanupRuleProvider",
     "CompressionPolicy", "CompressionPolicyProvider", "CompressionSettings", "CompressionSettingsProvider",
     "ContinuousAggregate", "ContinuousAggregateProvider", "DataLifecycleManager", "Hypertable", "HypertableProvider",
     "IntegerNow", "LifecycleSchema", "LifecycleSchemaProvider", "PolicyGuard", "PolicyGuardProvider",

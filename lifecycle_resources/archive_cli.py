@@ -77,7 +77,46 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hold(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .db.connection import connect
+    from .runner import report
+    from .runner.archive import holds
+
+    with connect(_need_dsn(args)) as conn:
+        if args.hold_command == "add":
+            print(holds.add(conn, args.table, args.start, args.end, args.reason).describe())
+        elif args.hold_command == "release":
+            print(holds.release(conn, args.hold_id).describe())
+        else:
+            found = holds.listed(conn, args.table, include_released=args.all)
+            print(report.render_table(["hold", "hypertable", "from", "to", "reason", "state"], holds.as_rows(found)))
+    return 0
+
+
+def _add_hold_commands(sub: Any, add_dsn_arguments: Any) -> None:
+    hold = sub.add_parser("hold", help="keep a time range of a hypertable in the database: never archived or "
+                                       "dropped while held; allows restoring into the hypertable itself")
+    hsub = hold.add_subparsers(dest="hold_command", required=True)
+    add = hsub.add_parser("add", help="hold [--from, --to) of --table")
+    add_dsn_arguments(add)
+    add.add_argument("--table", required=True, help="the hypertable (schema.table)")
+    add.add_argument("--from", dest="start", required=True, help="first instant held (inclusive)")
+    add.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
+    add.add_argument("--reason", default=None, help="why (recorded with the hold)")
+    ls = hsub.add_parser("list", help="the active holds (--all: released ones too)")
+    add_dsn_arguments(ls)
+    ls.add_argument("--table", default=None, help="only this hypertable (schema.table)")
+    ls.add_argument("--all", action="store_true", help="also the released holds")
+    rel = hsub.add_parser("release", help="release a hold: its range is archived and dropped again when expiring")
+    add_dsn_arguments(rel)
+    rel.add_argument("hold_id", type=int, help="the hold's number (lifecycle hold list)")
+    for p in (add, ls, rel):
+        p.set_defaults(func=_hold, state_dir=None)
+
+
 def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
+    _add_hold_commands(sub, add_dsn_arguments)
     def endpoint(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint-url", default=None,
                        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS); credentials come from "
@@ -111,6 +150,7 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     res.add_argument("--table", required=True, help="the archived hypertable (schema.table)")
     res.add_argument("--from", dest="start", required=True, help="first instant restored (inclusive)")
     res.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
-    res.add_argument("--into", default=None, help="the table to load into (default: <table>_restored)")
+    res.add_argument("--into", default=None, help="the table to load into (default: <table>_restored; the hypertable "
+                                                  "itself only under an active hold covering the range)")
     endpoint(res)
     res.set_defaults(func=_restore, state_dir=None)

@@ -37,8 +37,20 @@ bin/pulumi up --yes --refresh --stack dev
 step "pulumi preview --expect-no-changes"
 bin/pulumi preview --expect-no-changes --stack dev
 
-step "lifecycle run: the due policies, executed and recorded ($scheduler)"
+step "one stream_data day older than the 30-day retention, set aside to compare after its archive round trip"
+.venv/bin/python scripts/demo_archive.py keep
+
+step "lifecycle run: the due policies, executed and recorded ($scheduler); stream_data's expiring chunks are archived to .lifecycle/archive, verified, then dropped"
 $lifecycle run --stack dev
+
+step "lifecycle archive list / verify: what was archived, every object re-checked against its record"
+$lifecycle archive list --table public.stream_data
+$lifecycle archive verify --table public.stream_data
+
+step "lifecycle restore: that day from the archive into a side table, compared row by row with the rows set aside"
+read -r day_from day_to < <(.venv/bin/python scripts/demo_archive.py range)
+$lifecycle restore --table public.stream_data --from "$day_from" --to "$day_to" --into public.stream_data_restored
+.venv/bin/python scripts/demo_archive.py compare
 
 step "what the database holds"
 $lifecycle status --stack dev

@@ -128,7 +128,7 @@ def test_restore_refuses_the_hypertable_itself_and_an_empty_range(tsdb_dsn: str,
                                                                   schema: str) -> None:
     make_ticks(tsdb_dsn, schema, compress=0)
     manager = DataLifecycleManager(tsdb_dsn)
-    with pytest.raises(LifecycleError, match="restoring into the archived hypertable itself is refused"):
+    with pytest.raises(LifecycleError, match="refused without an active hold covering the range"):
         manager.restore(f"{schema}.ticks", "2026-01-01", "2026-01-02", into=f"{schema}.ticks")
     with pytest.raises(LifecycleError, match="--from must be before --to"):
         manager.restore(f"{schema}.ticks", "2026-01-02", "2026-01-01")

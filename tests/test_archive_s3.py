@@ -153,3 +153,44 @@ def test_s3_storage_stopped_mid_run_drops_nothing_unverified_then_converges(
                                                       endpoint_url=s3_server.url)
     assert sum(r.rows_loaded for r in restored) == len(original)
     assert rows_text(tsdb_dsn, f'"{schema}".ticks_restored') == original
+
+
+def test_s3_runner_archived_policy_takes_credentials_from_the_environment(
+        bucket: str, s3_server: S3Server, tsdb_dsn: str, lifecycle_schema: None, schema: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RetentionPolicy(archive=ArchiveStore(s3://...)) run by `lifecycle run`: the store's URL and endpoint from
+    lifecycle.archive_stores, its credentials from boto3's chain (here the environment), never from the database."""
+    from tests.test_archive_retention import declare, expiring
+
+    rel = make_ticks(tsdb_dsn, schema, compress=1)
+    original = rows_text(tsdb_dsn, rel, before_expiring_end(tsdb_dsn, schema, "10 days"))
+    old = expiring(tsdb_dsn, schema)
+    policy = declare(tsdb_dsn, schema, store_url=f"s3://{bucket}/prod")
+    sql_run(tsdb_dsn, "UPDATE lifecycle.archive_stores SET endpoint_url = %s WHERE stack = %s",
+            (s3_server.url, schema))
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the registered endpoint is the one used
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    [denied] = DataLifecycleManager(tsdb_dsn).run(policy=policy, stack=f"proj/{schema}")
+    assert denied.status == "failed" and "is not reachable" in (denied.error or ""), denied
+    assert expiring(tsdb_dsn, schema) == old
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    [run] = DataLifecycleManager(tsdb_dsn).run(policy=policy, stack=f"proj/{schema}")
+    assert (run.status, run.chunks_affected) == ("succeeded", len(old)), run
+    assert expiring(tsdb_dsn, schema) == []
+    keys = open_store(f"s3://{bucket}/prod", endpoint_url=s3_server.url).keys()
+    assert len([k for k in keys if k.endswith(".parquet")]) == len(old)
+    # verify and restore find the endpoint the store registered (no --endpoint-url, no $AWS_ENDPOINT_URL)
+    assert all(problems == [] for _, problems in DataLifecycleManager(tsdb_dsn).verify_archive(f"{schema}.ticks"))
+    DataLifecycleManager(tsdb_dsn).restore(f"{schema}.ticks", "2000-01-01", "2100-01-01", into=f"{schema}.back")
+    assert rows_text(tsdb_dsn, f'"{schema}".back') == original
+    recorded = sql_run(tsdb_dsn, "SELECT string_agg(x::text, ' ') FROM lifecycle.archive_stores x")[0][0] + \
+        sql_run(tsdb_dsn, "SELECT string_agg(x::text, ' ') FROM lifecycle.lifecycle_executions x WHERE "
+                          "policy_name = %s", (policy,))[0][0]
+    assert SECRET not in recorded and KEY_ID not in recorded

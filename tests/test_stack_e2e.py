@@ -60,7 +60,10 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         assert preview.code == 0, preview
         assert "LifecycleSchema: (create)" in preview.out
         assert "001_lifecycle_tables.sql" in preview.out  # the migrations it would apply
-        assert "add RetentionPolicy on public.stream_data (drop_after 30 days)" in preview.out, preview
+        # The raw ticks are archived before they are dropped: no TimescaleDB job, `lifecycle run` drops them.
+        assert ("no TimescaleDB retention job: chunks of public.stream_data older than 30 days are dropped only by "
+                "`lifecycle run`, after archiving to cold") in preview.out, preview
+        assert "register archive store cold (file://" in preview.out, preview
         for internal in ("config_source", "peers", "registration", "resource_name", "_value", "__lifecycle"):
             assert internal not in preview.out, (internal, preview)
         stack.up()
@@ -75,7 +78,10 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
                 "SELECT hypertable_schema || '.' || hypertable_name, proc_name, "
                 "coalesce(config->>'drop_after', config->>'compress_after') FROM timescaledb_information.jobs "
                 "WHERE job_id >= 1000")}
-            assert jobs[("public.stream_data", "policy_retention")] == "30 days"
+            assert ("public.stream_data", "policy_retention") not in jobs
+            assert conn.execute("SELECT parameters ->> 'archive_store', parameters ->> 'drop_after' FROM "
+                                "lifecycle.policy_declarations WHERE policy_name = 'stream_data-retention'"
+                                ).fetchall() == [("cold", "30 days")]
             assert jobs[("public.signals", "policy_compression")] == "30 days"
             assert jobs[("lifecycle.lifecycle_executions", "policy_retention")] == "90 days"
             registered = conn.execute("SELECT count(DISTINCT policy_name) FROM lifecycle.lifecycle_policy_status "
@@ -100,9 +106,9 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         stack.up()
         after = {r[0]: r[1] for r in sql_run(fresh_dsn, "SELECT policy_name, job_id "
                                                           "FROM lifecycle.lifecycle_policy_status")}
-        assert after == before
-        assert sql_run(fresh_dsn, "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-                                  "WHERE job_id = %s", (before["stream_data-retention"],)) == [("40 days",)]
+        assert after == before and before["stream_data-retention"] is None
+        assert sql_run(fresh_dsn, "SELECT parameters ->> 'drop_after' FROM lifecycle.policy_declarations "
+                                  "WHERE policy_name = 'stream_data-retention'") == [("40 days",)]
 
         # The runner executes what is due and records it.
         manager = DataLifecycleManager(fresh_dsn)
@@ -110,6 +116,9 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         assert {r.status for r in results} == {"succeeded"}
         dropped = next(r for r in results if r.policy_name == "stream_data-retention")
         assert dropped.chunks_affected > 0 and dropped.rows_after < dropped.rows_before
+        assert sql_run(fresh_dsn, "SELECT count(*), min(state), max(state) FROM lifecycle.archives WHERE "
+                                  "hypertable = 'public.stream_data'") == [(dropped.chunks_affected, "dropped",
+                                                                            "dropped")]
         compressed = next(r for r in results if r.policy_name == "stream_data-compress")
         assert compressed.chunks_affected > 0
         stats = {c.hypertable: c for c in manager.compression()}
@@ -128,8 +137,8 @@ def test_stack_e2e_dev_program_on_fresh_database(tmp_path: Path, pulumi_home: Pa
         preview = prod.preview()
         assert preview.code != 0, preview
         assert "of stack lifecycle-test/dev" in preview.out and "adopt=True" in preview.out, preview
-        assert sql_run(fresh_dsn, "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-                                  "WHERE job_id = %s", (before["stream_data-retention"],)) == [("40 days",)]
+        assert sql_run(fresh_dsn, "SELECT parameters ->> 'drop_after' FROM lifecycle.policy_declarations "
+                                  "WHERE policy_name = 'stream_data-retention'") == [("40 days",)]
     finally:
         prod.cleanup()
 

@@ -44,6 +44,7 @@ class PolicyArgs(BaseModel):
     initial_start: str | None = None     # None: not managed
     allow_drop_before_compress: bool = False  # silences the window warning: dropping what was compressed is meant
     adopt: bool = False
+    archive: str | None = None           # RetentionPolicy: the ArchiveStore the runner archives to before a drop
     resource_name: str | None = None
     peers: Peers = Field(default_factory=Peers)
 
@@ -122,7 +123,19 @@ class PolicyProvider(LifecycleProvider):
         what = (f"job {actual[0].job_id} ({self.kind_spec.resource} on {target.table})" if actual
                 else f"{self.kind_spec.resource} on {target.table}")
         claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
-        return target, declared, actual, claim, [*notices, *jobs.plan(self.kind_spec, declared, actual)]
+        return target, declared, actual, claim, [*notices, *self._job_plan(conn, args, props, declared, actual)]
+
+    def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
+                  actual: list[jobs.JobState]) -> list[Any]:
+        """The operations on the table's jobs (RetentionPolicy with an archive: none may remain)."""
+        return list(jobs.plan(self.kind_spec, declared, actual))
+
+    def _jobs_expected(self, args: PolicyArgs) -> int:
+        return 1
+
+    def _parameters(self, args: PolicyArgs) -> dict[str, Any]:
+        """What the declaration records besides the window and schedule."""
+        return {}
 
     def _object(self, table: TableName) -> ManagedObject:
         return ManagedObject(f"job:{self.kind_spec.proc_name}", table.qualified)
@@ -141,7 +154,8 @@ class PolicyProvider(LifecycleProvider):
         changes = changed_fields(olds, news, ["window_value", "schedule_interval_value", "max_runtime_value",
                                               "retry_period_value", "max_retries", "scheduled",
                                               "paused", "fixed_schedule", "timezone", "initial_start_value",
-                                              "duplicate_job_ids", "dsn", "owner"], same=_recorded_before_job_fields)
+                                              "duplicate_job_ids", "dsn", "owner", "archive"],
+                                 same=_recorded_before_job_fields)
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     # -- apply ------------------------------------------------------------------------------------
@@ -155,14 +169,17 @@ class PolicyProvider(LifecycleProvider):
             self.record_owner(conn, self._object(target.table), props)
             done: list[Any] = [*filter(None, [claim]), *ops]
             after = jobs.read_jobs(conn, self.kind_spec, target.table)
-            if len(after) != 1:  # raised inside the transaction: nothing above is kept
+            expected = self._jobs_expected(args)
+            if len(after) != expected:  # raised inside the transaction: nothing above is kept
                 raise LifecycleError(
                     f"{args.resource_name}: after {described(done) or 'no change'}, {target.table} has "
-                    f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected exactly one")
-            registered = register(conn, self.kind_spec, target.table, declared, after[0].job_id, props)
+                    f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected {expected}")
+            job = after[0] if after else declared
+            registered = register(conn, self.kind_spec, target.table, declared, job.job_id, props,
+                                  self._parameters(args))
             if registered:
                 done.append(jobs.Registered(self.kind_spec, target.table, registered))
-        return self._presented(after[0], declared), bool(actual), described(done)
+        return self._presented(job, declared), bool(actual), described(done)
 
     @staticmethod
     def _presented(actual: jobs.JobState, declared: jobs.JobState | None) -> jobs.JobState:
@@ -191,6 +208,7 @@ class PolicyProvider(LifecycleProvider):
             "duplicate_job_ids": duplicates,
             "adopted": adopted,
             "adopt": bool(props.get("adopt")),
+            "archive": props.get("archive"),
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
             "config_source": props.get("config_source"),
@@ -205,7 +223,8 @@ class PolicyProvider(LifecycleProvider):
 
     def do_create(self, props: dict[str, Any]) -> CreateResult:
         state, adopted, ops = self._apply(props)
-        return CreateResult(str(state.job_id), self._outs(props, state, adopted, [], ops))
+        id_ = str(state.job_id) if state.job_id is not None else f"{self.kind_spec.word}:{state.hypertable}"
+        return CreateResult(id_, self._outs(props, state, adopted, [], ops))
 
     def do_update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         state, _, ops = self._apply(news)
@@ -215,11 +234,15 @@ class PolicyProvider(LifecycleProvider):
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, _info):
             found = jobs.read_jobs(conn, self.kind_spec, table)
-        if not found:
-            return ReadResult(None, {})  # removed by hand: the next up adds it again
-        keep = next((j for j in found if str(j.job_id) == id_), found[0])
-        duplicates = [j.job_id for j in found if j is not keep and j.job_id is not None]
         declared = self._recorded(props)
+        if props.get("archive") and declared is not None:
+            # No job is declared: any job found is drift (duplicate_job_ids), removed by the next up.
+            keep, duplicates = declared, [j.job_id for j in found if j.job_id is not None]
+        elif not found:
+            return ReadResult(None, {})  # removed by hand: the next up adds it again
+        else:
+            keep = next((j for j in found if str(j.job_id) in (id_, str(props.get("job_id")))), found[0])
+            duplicates = [j.job_id for j in found if j is not keep and j.job_id is not None]
         state = self._presented(keep, declared)
         outs = self._outs(props, state, bool(props.get("adopted")), duplicates, props.get("last_operations"))
         inputs = {k: outs[k] for k in ("hypertable", self.window_key, "schedule_interval", "max_runtime",
@@ -227,7 +250,7 @@ class PolicyProvider(LifecycleProvider):
                                        "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
                                        "paused", "fixed_schedule", "timezone", "initial_start",
                                        "initial_start_value", "duplicate_job_ids", "adopt", "resource_name", "peers",
-                                       "config_source", "registration", "owner")}
+                                       "config_source", "registration", "owner", "archive")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         warn_unhealthy(self, id_, props)  # refresh also says when this policy is failing or stuck
@@ -255,7 +278,8 @@ class PolicyProvider(LifecycleProvider):
             if not self.let_go(conn, self._object(table), props):
                 return
             for job in jobs.read_jobs(conn, self.kind_spec, table):
-                if str(job.job_id) == id_:
+                # The id is the job created first; archiving turned off later made another (outputs' job_id).
+                if str(job.job_id) in (id_, str(props.get("job_id"))):
                     jobs.execute(jobs.DeleteJob(self.kind_spec, job.job_id, table), conn, info)
 
 
@@ -298,15 +322,19 @@ def _has_registry(conn: psycopg.Connection) -> bool:
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
-             job_id: int | None, props: dict[str, Any]) -> str | None:
+             job_id: int | None, props: dict[str, Any], extra: dict[str, Any] | None = None) -> str | None:
     """Record the declaration (no job is touched: the provider converged it) in the caller's transaction;
-    its name when the declaration changed, None when unchanged or when the database has no lifecycle schema."""
+    its name when the declaration changed, None when unchanged or when the database has no lifecycle schema
+    (refused when `extra` holds what only the runner acts on: without a registration nothing would)."""
     if not _has_registry(conn):
+        if extra:
+            raise LifecycleError(f"{props.get('resource_name')}: {', '.join(sorted(extra))} needs the lifecycle "
+                                 "schema (declare LifecycleSchema in the stack): the runner acts on it from there")
         return None
     project, stack, environment = registration_scope(props)
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
     parameters = {kind.window_key: declared.window.text if declared.window else None,
-                  "schedule_interval": declared.schedule_interval.text, "scheduled": declared.scheduled}
+                  "schedule_interval": declared.schedule_interval.text, "scheduled": declared.scheduled, **(extra or {})}
     row = conn.execute("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s, %s, %s, %s, %s, true)",
                        (name, table.qualified, kind.word, Jsonb(parameters), job_id, project, stack,
                         environment)).fetchone()

@@ -109,8 +109,9 @@ def load_settings() -> StackSettings:
         raise pulumi.RunError(str(exc)) from None
 
 
-def declare_tables(settings: StackSettings) -> dict[str, Any]:
-    """Declare, for each configured table, its Hypertable and the compression and retention it configures.
+def declare_tables(settings: StackSettings, archive: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Declare, for each configured table, its Hypertable and the compression and retention it configures
+    (`archive`: per qualified table, the ArchiveStore its retention archives to before `lifecycle run` drops).
 
     Each resource records which stack config key each of its values came from, so a value refused at preview
     names the key to fix. Returns per table what the stack exports: chunk interval and windows.
@@ -139,7 +140,7 @@ def declare_tables(settings: StackSettings) -> dict[str, Any]:
                                              "hypertable": source(key)})
         if spec.retention is not None:
             RetentionPolicy(f"{name}-retention", ht, drop_after=spec.retention.drop_after,
-                            schedule_interval=spec.retention.schedule_interval,
+                            schedule_interval=spec.retention.schedule_interval, archive=(archive or {}).get(table),
                             config_source={"drop_after": source(key, "retention", "drop_after"),
                                            "schedule_interval": source(key, "retention", "schedule_interval")})
         summary[table] = {

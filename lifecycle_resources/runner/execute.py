@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ..errors import LifecycleError
+from .archive import retention as archive_retention
 
 # The declaration as the SQL helpers take it (a lifecycle.policy_declarations row), by its key.
 _DECLARATION = ("(SELECT d FROM lifecycle.policy_declarations d "
@@ -65,6 +66,7 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
     figures: dict[str, Any] = {"rows_before": None, "rows_after": None, "bytes_before": None, "bytes_after": None}
     done: list[str] = []
     status, error = "dry_run" if dry_run else "succeeded", None
+    store = key["parameters"].get("archive_store") if key["kind"] == "retention" else None
     try:
         with _step():
             plan = _one(cur.execute(
@@ -74,7 +76,14 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
         details.update({window_key: plan["window_text"], "older_than": plan["cutoff"], "chunks": plan["chunks"],
                         "chunk_rows": plan["chunk_rows"], "chunk_bytes": plan["chunk_bytes"]})
         figures["rows_before"], figures["bytes_before"] = plan["rows_before"], plan["bytes_before"]
-        if dry_run:
+        if store is not None:  # archive, verify, then drop: never TimescaleDB's drop_chunks
+            with _step():
+                archived = archive_retention.run(conn, key, plan["cutoff"], dry_run)
+            done = archived.dropped
+            details.update({"chunks": done, **archived.details(store)})
+            if archived.error:
+                status, error = "failed", archived.error
+        elif dry_run:
             done = list(plan["chunks"])
         elif key["kind"] == "retention":
             with _step(), conn.transaction():
@@ -88,6 +97,9 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
                                 (plan["oid"], oid))
                 done.append(chunk)
         figures.update(_after(cur, key["kind"], plan, dry_run))
+    except LifecycleError as exc:  # the archive store is missing or unreachable: nothing dropped
+        status, error = "failed", str(exc)
+        details["planned_chunks"] = details.pop("chunks", [])
     except _Failure as failure:
         status, error = "failed", failure.error
         planned = [c for c in details.pop("chunks", []) if c not in done]

@@ -55,6 +55,7 @@ class Execution(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     rows_estimated: bool | None = None
+    details: dict[str, Any] | None = None
 
     @property
     def bytes_saved(self) -> int:
@@ -66,6 +67,9 @@ class Execution(BaseModel):
         if self.status == "failed":
             return f"FAILED: {self.error}"
         verb = {"compression": "compressed", "retention": "dropped"}.get(self.kind, "affected")
+        store = (self.details or {}).get("archive_store")
+        if store:
+            verb = f"archived to {store}, verified and dropped"
         would = "would be " if self.dry_run else ""
         text = f"{self.chunks_affected} chunks {would}{verb}"
         if self.kind == "retention" and self.rows_before is not None and self.rows_after is not None:
@@ -236,3 +240,23 @@ class DataLifecycleManager:
         from .restore import restore
 
         return restore(self._dsn, table, from_, to, into, **store_options)
+
+    def hold(self, table: str, from_: str | datetime, to: str | datetime, reason: str | None = None) -> Any:
+        """Keep [from_, to) of `table` in the database: no chunk overlapping it is archived or dropped while the
+        hold is active; a restore into the hypertable itself needs one (see runner/archive/holds.py)."""
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.add(conn, table, from_, to, reason)
+
+    def holds(self, table: str | None = None, *, include_released: bool = False) -> list[Any]:
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.listed(conn, table, include_released=include_released)
+
+    def release_hold(self, hold_id: int) -> Any:
+        from .archive import holds
+
+        with connect(self._dsn) as conn:
+            return holds.release(conn, hold_id)

@@ -3,8 +3,9 @@ rows in [from, to) are loaded into a side table (default <table>_restored, same 
 object, recorded in lifecycle.archive_restores. Rows of ranges already restored from the same object into the
 same table are skipped, so restoring twice adds nothing.
 
-Restoring into the hypertable itself is refused: the next archive run would find the rows expiring again and
-archive them a second time (a "hold" the runner respects is not implemented yet)."""
+Restoring into the hypertable itself needs an active hold covering the range (runner/archive/holds.py): without
+one the next run would find the rows expiring again, archive them a second time and drop them. It is refused
+while a TimescaleDB retention job runs on the table (that job knows nothing of holds)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from psycopg.rows import dict_row
 from ..db.connection import connect
 from ..errors import LifecycleError
 from ..identifiers import TableName
+from ..reconcile import archive_stores
 from ..reconcile.locks import lock_table
-from .archive import export
+from .archive import export, holds
 from .archive.archiver import hypertable_label
 from .archive.catalog import store_for
 from .archive.load import load_temp
@@ -49,28 +51,31 @@ def _objects(conn: psycopg.Connection, table: TableName, start: datetime, end: d
             (table.qualified, end, start)).fetchall()
 
 
-def _bounds(conn: psycopg.Connection, start: str | datetime, end: str | datetime) -> tuple[datetime, datetime]:
-    """Let PostgreSQL parse the bounds (every form it accepts); refuse an empty range."""
-    try:
-        row = conn.execute("SELECT %s::timestamptz, %s::timestamptz", (start, end)).fetchone()
-    except psycopg.DataError as exc:
-        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: {exc.diag.message_primary}; "
-                             "expected timestamps such as '2026-01-01' or '2026-01-01 12:00+00'") from None
-    assert row is not None
-    if row[0] >= row[1]:
-        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: --from must be before --to")
-    return row[0], row[1]
-
-
-def _target(conn: psycopg.Connection, table: TableName, into: str | None) -> TableName:
+def _target(conn: psycopg.Connection, table: TableName, into: str | None, lo: datetime,
+            hi: datetime) -> TableName:
     target = TableName.parse(into, table.schema) if into else TableName(table.schema, f"{table.name}_restored")
     if target == table:
-        raise LifecycleError(f"restore --into {target.qualified}: restoring into the archived hypertable itself is "
-                             "refused (the next archive run would archive these rows again); restore into a side "
-                             "table (the default is <table>_restored)")
+        _check_into_hypertable(conn, table, lo, hi)
+        return target
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(
         target.ident, table.ident))
     return target
+
+
+def _check_into_hypertable(conn: psycopg.Connection, table: TableName, lo: datetime, hi: datetime) -> None:
+    where = f"restore --into {table.qualified} (the archived hypertable itself) of [{lo}, {hi})"
+    if not holds.holds_installed(conn) or holds.covering(conn, table, lo, hi) is None:
+        raise LifecycleError(f"{where}: refused without an active hold covering the range (the next run would "
+                             "archive these rows again and drop them); add one first: `lifecycle hold add --table "
+                             f"{table.qualified} --from .. --to ..`, or restore into a side table (the default is "
+                             "<table>_restored)")
+    job = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention' "
+                       "AND hypertable_schema = %s AND hypertable_name = %s", (table.schema, table.name)).fetchone()
+    if job is not None:
+        raise LifecycleError(f"{where}: refused: TimescaleDB retention job {job[0]} runs on the table and ignores "
+                             "holds (it would drop the restored rows); declare its RetentionPolicy with "
+                             "archive=ArchiveStore(...) so that only `lifecycle run` drops, or restore into a side "
+                             "table")
 
 
 def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, into: str | None = None,
@@ -81,12 +86,13 @@ def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, in
     stores = dict(stores or {})
     with connect(dsn) as conn, tempfile.TemporaryDirectory(prefix="lifecycle-restore-") as tmp:
         name, time_column = hypertable_label(conn, table)
-        lo, hi = _bounds(conn, start, end)
+        lo, hi = holds.time_range(conn, start, end, "restore")
         objects = _objects(conn, name, lo, hi)
+        registered = archive_stores.registered_options(conn)
         problems: list[str] = []
         steps = 2 * len(objects)
         for i, obj in enumerate(objects, 1):
-            store = store_for(stores, obj["store_url"], store_options)
+            store = store_for(stores, obj["store_url"], store_options, registered)
             if progress:
                 progress(i, steps, f"verify {obj['chunk_name']}", None)
             found = object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
@@ -99,7 +105,7 @@ def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, in
             raise LifecycleError("restore refused, nothing loaded: " + "; ".join(problems) +
                                  " (run `lifecycle archive verify` for the whole archive)")
         with conn.transaction():
-            target = _target(conn, name, into)
+            target = _target(conn, name, into, lo, hi)
         done = []
         for i, obj in enumerate(objects, len(objects) + 1):
             if progress:

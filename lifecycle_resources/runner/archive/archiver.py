@@ -111,14 +111,24 @@ def _ident(qualified: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
+def holds_installed(conn: psycopg.Connection) -> bool:
+    """Holds (migration 009) exist in this database's lifecycle schema."""
+    row = conn.execute("SELECT to_regprocedure('lifecycle._chunk_held(text,regclass)') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str) -> list[dict[str, Any]]:
+    """The chunks older than `older_than`, each with `held`: an active hold overlaps it (never archived)."""
+    held = (sql.SQL("lifecycle._chunk_held({}, s)").format(sql.Literal(table.qualified)) if holds_installed(conn)
+            else sql.SQL("false"))
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, c.range_start, c.range_end, c.is_compressed "
+        return cur.execute(sql.SQL(
+            "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, c.range_start, c.range_end, c.is_compressed, "
+            "{held} AS held "
             "FROM show_chunks(%s::regclass, older_than => %s::interval) s "
             "JOIN pg_class k ON k.oid = s JOIN pg_namespace n ON n.oid = k.relnamespace "
             "JOIN timescaledb_information.chunks c ON c.chunk_schema = n.nspname AND c.chunk_name = k.relname "
-            "ORDER BY c.range_start, c.chunk_name",
+            "ORDER BY c.range_start, c.chunk_name").format(held=held),
             (table.ident.as_string(conn), older_than)).fetchall()
 
 
@@ -233,6 +243,10 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
         if not exists or not exists[0]:
             raise Mismatch(f"chunk {s.chunk} no longer exists (dropped by someone else?): nothing dropped; its "
                            "object stays verified")
+        if holds_installed(conn) and conn.execute("SELECT lifecycle._chunk_held(%s, %s::regclass)", (
+                table.qualified, _ident(s.chunk).as_string(conn))).fetchone()[0]:  # type: ignore[index]
+            raise Mismatch(f"chunk {s.chunk} came under a hold since it was verified: not dropped; its object stays "
+                           "verified (the next run after the hold's release drops it)")
         now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
         if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
             raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
@@ -287,25 +301,32 @@ def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
     included: a failed chunk is recorded and left in place, the others go on). `read_back`: before each drop,
     load every row of the object back and compare it with the chunk (slower; catches a lossy export).
     `progress` hears of each chunk as it starts and ends (its result's describe())."""
-    results = []
     with connect(dsn) as conn:
-        name, _time_column = hypertable_label(conn, table)
-        lock = f"lifecycle:{name.qualified}"
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
-        try:
-            cols = export.columns(conn, name.ident.as_string(conn))
-            chunks = expiring_chunks(conn, name, older_than)
-            for i, chunk in enumerate(chunks, 1):
-                if progress:
-                    progress(i, len(chunks), chunk["chunk"], None)
-                with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
-                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
-                if progress:
-                    progress(i, len(chunks), chunk["chunk"], results[-1].describe())
-        finally:
-            if not conn.closed:
-                try:
-                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
-                except psycopg.Error:
-                    pass
+        return archive_on(conn, table, older_than, store, read_back=read_back, progress=progress)
+
+
+def archive_on(conn: psycopg.Connection, table: str, older_than: str, store: ArchiveStore, *,
+               read_back: bool = False, progress: StepProgress | None = None) -> list[SliceResult]:
+    """archive() on an open autocommit connection (the runner's, which may hold the table's lock already:
+    advisory locks of one session nest). Chunks under an active hold are left alone and not listed."""
+    results: list[SliceResult] = []
+    name, _time_column = hypertable_label(conn, table)
+    lock = f"lifecycle:{name.qualified}"
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
+    try:
+        cols = export.columns(conn, name.ident.as_string(conn))
+        chunks = [c for c in expiring_chunks(conn, name, older_than) if not c["held"]]
+        for i, chunk in enumerate(chunks, 1):
+            if progress:
+                progress(i, len(chunks), chunk["chunk"], None)
+            with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
+                results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
+            if progress:
+                progress(i, len(chunks), chunk["chunk"], results[-1].describe())
+    finally:
+        if not conn.closed:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
+            except psycopg.Error:
+                pass
     return results

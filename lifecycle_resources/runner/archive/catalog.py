@@ -12,15 +12,18 @@ from psycopg.rows import dict_row
 
 from ...db.connection import connect
 from ...identifiers import TableName
+from ...reconcile import archive_stores
 from .plan import State, manifest_key
 from .store import ArchiveStore, open_store
 from .verify import object_problems
 
 
-def store_for(stores: dict[str, ArchiveStore], url: str, options: dict[str, Any]) -> ArchiveStore:
-    """One store object per URL for a whole command (the S3 client is reused)."""
+def store_for(stores: dict[str, ArchiveStore], url: str, options: dict[str, Any],
+              registered: dict[str, dict[str, str]] | None = None) -> ArchiveStore:
+    """One store object per URL for a whole command (the S3 client is reused). `registered`: per URL, the
+    endpoint and region an ArchiveStore registered (archive_stores.registered_options); `options` win."""
     if url not in stores:
-        stores[url] = open_store(url, **options)
+        stores[url] = open_store(url, **{**(registered or {}).get(url, {}), **options})
     return stores[url]
 
 
@@ -37,12 +40,13 @@ def verify_all(dsn: str, table: str | None = None, stores: dict[str, ArchiveStor
     stores = dict(stores or {})
     with connect(dsn) as conn:
         rows = entries(conn, table)
+        registered = archive_stores.registered_options(conn)
     checked = []
     with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
         for row in rows:
             if row["state"] not in (State.VERIFIED, State.DROPPED):
                 continue
-            store = store_for(stores, row["store_url"], store_options)
+            store = store_for(stores, row["store_url"], store_options, registered)
             problems = object_problems(store, row["object_key"], size=row["bytes"], sha256=row["sha256"],
                                        rows=row["row_count"], workdir=Path(tmp))
             if store.size(manifest_key(row["object_key"])) is None:

@@ -57,6 +57,10 @@ class ArchiveStore(ABC):
     def delete(self, key: str) -> None:
         """Remove `key` (used for partial objects only)."""
 
+    @abstractmethod
+    def probe(self) -> str | None:
+        """Why the store cannot be written now (None: it can); checks reach and rights, writes nothing."""
+
     def location(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
@@ -138,6 +142,16 @@ class LocalStore(ArchiveStore):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def probe(self) -> str | None:
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # the first write creates the missing directories below it
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable by this user"
+        return None
+
 
 class S3Store(ArchiveStore):
     """A bucket and prefix of S3 or an S3-compatible server (endpoint_url). Credentials: given here (from a
@@ -153,7 +167,9 @@ class S3Store(ArchiveStore):
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._client = boto3.client(
+        # A session of its own: boto3's default session keeps the credentials it resolved first for the whole
+        # process, so a long-lived runner would never see rotated ones.
+        self._client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region or os.environ.get("AWS_REGION") or "us-east-1",
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             aws_session_token=session_token,
@@ -234,6 +250,13 @@ class S3Store(ArchiveStore):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:  # noqa: BLE001
             raise self._fail("delete", key, exc) from None
+
+    def probe(self) -> str | None:
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001 - unreachable, no bucket, bad credentials: all "cannot write"
+            return str(self._fail("list", "", exc)).removeprefix(f"{self.location('')}: ")
+        return None
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, **credentials: str | None) -> ArchiveStore:

@@ -1,0 +1,98 @@
+"""A retention policy that archives before it drops: no TimescaleDB retention job may remain (its job drops
+chunks unarchived), so the runner alone drops them, each after it is archived and verified. Turning archiving on
+removes the job; turning it off adds it back. Operations (shown at preview, executed at up, in the same words),
+a pure planner, and their executors registered with jobs.execute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from . import catalog, jobs
+from .intervals import Window
+from ..identifiers import TableName
+
+
+@dataclass(frozen=True)
+class RemoveJobForArchive:
+    """Archiving turned on (or a job added by hand while it is on): the job goes, the runner drops instead."""
+
+    job_id: int
+    table: TableName
+    store: str
+    window: Window | None
+
+    def describe(self) -> str:
+        return f"remove TimescaleDB retention job {self.job_id}: {_runner_drops(self, 'are then')}"
+
+
+@dataclass(frozen=True)
+class ArchivedByRunner:
+    """Nothing to execute: says who drops the chunks when there is no job to remove (a new policy, a store
+    changed)."""
+
+    table: TableName
+    store: str
+    window: Window | None
+
+    def describe(self) -> str:
+        return f"no TimescaleDB retention job: {_runner_drops(self, 'are')}"
+
+
+def _runner_drops(op: RemoveJobForArchive | ArchivedByRunner, verb: str) -> str:
+    older = f" older than {op.window.text}" if op.window else ""
+    return f"chunks of {op.table}{older} {verb} dropped only by `lifecycle run`, after archiving to {op.store}"
+
+
+@dataclass(frozen=True)
+class AddJobAfterArchive(jobs.AddJob):
+    """Archiving turned off: TimescaleDB's job drops the chunks again, unarchived."""
+
+    was_store: str = ""
+
+    def describe(self) -> str:
+        window = self.declared.window.text if self.declared.window else "?"
+        return (f"add TimescaleDB retention job on {self.table} (drop_after {window}): chunks are then dropped by "
+                f"TimescaleDB without archiving (no longer archived to {self.was_store} by `lifecycle run`)")
+
+
+def plan(declared: jobs.JobState, actual: list[jobs.JobState], store: str | None,
+         registered_store: str | None) -> list[jobs.JobOperation | RemoveJobForArchive | ArchivedByRunner]:
+    """Pure. `store`: the declared archive (None: none); `registered_store`: the one the lifecycle schema holds
+    for this policy now (None: none, or not registered)."""
+    table = TableName.parse(declared.hypertable)
+    if store is not None:
+        removals = [RemoveJobForArchive(j.job_id, table, store, declared.window) for j in actual
+                    if j.job_id is not None]
+        if removals or registered_store == store:
+            return list(removals)
+        return [ArchivedByRunner(table, store, declared.window)]
+    ops = jobs.plan(jobs.RETENTION, declared, actual)
+    if registered_store is None:
+        return list(ops)
+    return [AddJobAfterArchive(op.kind, op.table, op.declared, registered_store) if type(op) is jobs.AddJob else op
+            for op in ops]
+
+
+def registered_store(conn: psycopg.Connection, project: str, stack: str, policy_name: str | None) -> str | None:
+    """The archive store the live declaration of this policy names now (None without one or without a
+    registry)."""
+    if not policy_name:
+        return None
+    row = conn.execute("SELECT to_regclass('lifecycle.policy_declarations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute("SELECT parameters ->> 'archive_store' FROM lifecycle.policy_declarations WHERE project = %s "
+                         "AND stack = %s AND policy_name = %s AND enabled", (project, stack, policy_name)).fetchone()
+    return found[0] if found else None
+
+
+@jobs.execute.register
+def _(op: RemoveJobForArchive, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    jobs.delete_job(conn, info, op.job_id)
+
+
+@jobs.execute.register
+def _(op: ArchivedByRunner, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
+    """Nothing to do: the declaration (registered after the jobs converge) carries the store."""
