@@ -176,3 +176,42 @@ def test_catalog_present_not_remembered_from_a_transaction_that_may_roll_back(ts
         assert catalog.present(conn, what, lambda: probe(conn))  # committed: remembered
         conn.execute(f'DROP TABLE "{schema}".once')
         assert catalog.present(conn, what, lambda: probe(conn))  # not asked again by this process
+
+
+def test_catalog_cache_reads_aggregates_and_dimensions_once_per_schema(tsdb_dsn: str, schema: str,
+                                                                         pooling: None) -> None:
+    """Every policy asks whether its target is a continuous aggregate and which aggregates read its table, and every
+    Hypertable reads its extra dimensions: in a preview that is one query per schema for each, not one per resource,
+    with the same answers as the per-object queries."""
+    from lifecycle_resources.db import metering
+    from lifecycle_resources.reconcile import caggs, hypertables
+    from lifecycle_resources.reconcile.declared import Peers
+
+    for name in ("a", "b"):
+        sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".{name} (ts timestamptz NOT NULL, device int NOT NULL)')
+    sql_run(tsdb_dsn, f"SELECT create_hypertable('\"{schema}\".a', by_range('ts'))")
+    sql_run(tsdb_dsn, f"SELECT create_hypertable('\"{schema}\".b', by_range('ts'))")
+    sql_run(tsdb_dsn, f"SELECT add_dimension('\"{schema}\".b', by_hash('device', 4))")
+    sql_run(tsdb_dsn, f'CREATE MATERIALIZED VIEW "{schema}".daily WITH (timescaledb.continuous) AS SELECT '
+                      f'time_bucket(\'1 day\', ts) AS bucket, count(*) FROM "{schema}".a GROUP BY 1 WITH NO DATA')
+    a, b, daily = TableName(schema, "a"), TableName(schema, "b"), TableName(schema, "daily")
+
+    def answers(conn: psycopg.Connection) -> tuple:
+        return (caggs.policy_target(conn, a.qualified, Peers()), caggs.policy_target(conn, b.qualified, Peers()),
+                caggs.policy_target(conn, daily.qualified, Peers()) is not None,
+                caggs.refreshed_over(conn, a), caggs.refreshed_over(conn, b),
+                hypertables.read_extras(conn, a), hypertables.read_extras(conn, b))
+
+    with pooled(tsdb_dsn, catalog.server_info) as conn:
+        with conn.transaction():  # never shared inside a transaction: one query per object, as before
+            each = answers(conn)
+        with metering.metered() as first:
+            shared = answers(conn)
+        with metering.metered() as again:
+            answers(conn)
+    assert shared == each
+    assert each[:3] == (None, None, True) and each[6].space_column == "device" and each[5].space_column is None
+    assert each[3] == [] and each[4] == []  # daily has no refresh policy yet
+    # One query per reader for the whole schema (aggregates, aggregates by source, dimensions), plus what only
+    # the aggregate needs (its definition and its refresh policy), which is not shared: it is one object.
+    assert (first.statements, again.statements) == (3 + 2, 2)

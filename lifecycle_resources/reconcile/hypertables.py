@@ -65,21 +65,36 @@ class Extras(BaseModel):
     number_partitions: int | None = None
 
 
-_EXTRAS = """
-SELECT d.column_name, d.num_slices, d.interval_length IS NOT NULL,
+_EXTRAS = sql.SQL("""
+SELECT h.table_name, d.column_name, d.num_slices, d.interval_length IS NOT NULL,
        d.integer_now_func_schema || '.' || d.integer_now_func, p.prosrc
   FROM _timescaledb_catalog.dimension d
   JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id
   LEFT JOIN pg_proc p ON p.oid = to_regprocedure(  -- NULL when there is none (format's %%I refuses NULL)
         quote_ident(d.integer_now_func_schema) || '.' || quote_ident(d.integer_now_func) || '()')
- WHERE h.schema_name = %s AND h.table_name = %s
- ORDER BY d.id
-"""
+ WHERE h.schema_name = %s {one}
+ ORDER BY h.table_name, d.id
+""")
 
 
 def read_extras(conn: psycopg.Connection, table: TableName) -> Extras:
+    """The dimensions beyond the time column's interval; of the whole schema at once when reads are shared."""
+    def one() -> Extras:
+        rows = conn.execute(_EXTRAS.format(one=sql.SQL("AND h.table_name = %s")), (table.schema, table.name))
+        return _extras(rows.fetchall())
+
+    def schema() -> dict[str, Extras]:
+        by_table: dict[str, list[tuple[Any, ...]]] = {}
+        for row in conn.execute(_EXTRAS.format(one=sql.SQL("")), (table.schema,)).fetchall():
+            by_table.setdefault(row[0], []).append(row)
+        return {name: _extras(rows) for name, rows in by_table.items()}
+
+    return catalog.per_schema(conn, "hypertable dimensions", table, one, schema) or Extras()
+
+
+def _extras(rows: list[tuple[Any, ...]]) -> Extras:
     found: dict[str, Any] = {}
-    for column, slices, is_time, now_func, body in conn.execute(_EXTRAS, (table.schema, table.name)).fetchall():
+    for _table, column, slices, is_time, now_func, body in rows:
         if is_time and "integer_now" not in found:
             found.update(integer_now=now_func, integer_now_body=body.strip() if body is not None else None)
         elif slices is not None and "space_column" not in found:

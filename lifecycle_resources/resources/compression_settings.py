@@ -23,7 +23,7 @@ from ..reconcile.compression import (CompressionSettingsArgs, CompressionState, 
 from ..reconcile.declared import Target, target_and_snapshot
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject
-from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
+from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .compression_preview import worse_than_uncompressed
 
@@ -129,7 +129,7 @@ class CompressionSettingsProvider(LifecycleProvider):
             outs["segment_by"] = list(state.segment_by or ())
             outs["order_by"] = list(state.order_by or ())
         inputs = {k: outs[k] for k in ("hypertable", "segment_by", "order_by", "segment_by_normalised",
-                                       "order_by_normalised", "enabled", "adopt", "on_delete", "resource_name",
+                                       "order_by_normalised", "adopt", "on_delete", "resource_name",
                                        "peers", "config_source", "owner")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
@@ -174,7 +174,7 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
             "adopt": adopt, "dsn": secret_input(dsn), "enabled": None, "adopted": None, "on_delete": None,
             "planned_operations": None, "last_operations": None,
             INTERNAL: internals(self.__class__.__name__, resource_name,
-                                peers=later(lambda: registry.peers_of(table)), config_source=config_source),
+                                peers=later_input(lambda: registry.peers_of(table)), config_source=config_source),
         }
         deps = later(lambda: registry.depends_on_peers(table, "Hypertable") + (
             [hypertable] if isinstance(hypertable, pulumi.Resource) else []))

@@ -26,7 +26,7 @@ from ..reconcile.declared import Spec, Target, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
-from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
+from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 
 KIND = "ContinuousAggregate"
@@ -341,8 +341,8 @@ class ContinuousAggregate(Resource, module="timescale", name="ContinuousAggregat
             "drop_on_delete": drop_on_delete, "adopt": adopt, "dsn": secret_input(dsn),
             "refresh_job_id": None, "source": None, "on_delete": None, "adopted": None,
             "planned_operations": None, "last_operations": None,
-            INTERNAL: internals(KIND, resource_name, retention_peers=later(_retention_peers),
-                                sources=later(lambda: _program_sources(query, name))),
+            INTERNAL: internals(KIND, resource_name, retention_peers=later_input(_retention_peers),
+                                sources=later_input(lambda: _program_sources(query, name))),
         }
         deps = later(lambda: [r for t in _program_sources(query, name)
                               for r in [registry.policy_resource("Hypertable", t), registry.promised(t)] if r])

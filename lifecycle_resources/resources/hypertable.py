@@ -25,8 +25,8 @@ from ..reconcile.hypertables import (DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_
                                      read_extras, time_column_refusal, unique_indexes_without)
 from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
-from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
-                   secret, secret_input)
+from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
+                   resource_options, secret, secret_input)
 from .registry import depends_on_peers, peers_of
 
 # --------------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
             "migrate_data": migrate_data, "allow_time_column_change": allow_time_column_change, "adopt": adopt,
             "dsn": secret_input(dsn), "column_type": None, "adopted": None, "planned_operations": None,
             "last_operations": None,
-            INTERNAL: internals("Hypertable", resource_name, peers=later(lambda: peers_of(table)),
+            INTERNAL: internals("Hypertable", resource_name, peers=later_input(lambda: peers_of(table)),
                                 config_source=config_source),
         }
         opts = resource_options(opts, depends_on=later(lambda: depends_on_peers(table)))

@@ -22,7 +22,7 @@ from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, s
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
-from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later,
+from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .registry import depends_on_peers, peers_of, target_of
 
@@ -112,8 +112,11 @@ class PolicyProvider(LifecycleProvider):
         args = self._args(news)
         with self.session(news) as (conn, _info):
             target, declared, _actual, claim, ops = self._plan(conn, args, news)
+        # The schedule as read() reports it (the user's spelling, else the default): a refresh then gives back the
+        # same inputs, and the engine need not rewrite its snapshot for this resource (see _settled).
         return {"hypertable": target.table.qualified, **self._values(declared), "duplicate_job_ids": [],
-                "planned_operations": described([*filter(None, [claim]), *ops])}
+                "schedule_interval": args.schedule_interval, "max_runtime": args.max_runtime,
+                "retry_period": args.retry_period, "planned_operations": described([*filter(None, [claim]), *ops])}
 
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
@@ -209,6 +212,7 @@ class PolicyProvider(LifecycleProvider):
             "adopted": adopted,
             "adopt": bool(props.get("adopt")),
             "archive": props.get("archive"),
+            "allow_drop_before_compress": bool(props.get("allow_drop_before_compress")),
             "resource_name": props.get("resource_name"),
             "peers": props.get("peers") or {},
             "config_source": props.get("config_source"),
@@ -249,7 +253,8 @@ class PolicyProvider(LifecycleProvider):
                                        "retry_period", "window_value", "schedule_interval_value",
                                        "max_runtime_value", "retry_period_value", "max_retries", "scheduled",
                                        "paused", "fixed_schedule", "timezone", "initial_start",
-                                       "initial_start_value", "duplicate_job_ids", "adopt", "resource_name", "peers",
+                                       "initial_start_value", "duplicate_job_ids", "adopt",
+                                       "allow_drop_before_compress", "resource_name", "peers",
                                        "config_source", "registration", "owner", "archive")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
@@ -389,7 +394,7 @@ class PolicyResource(Resource):
         props = {
             "hypertable": table, self.window_key: window, **schedule, "adopt": adopt, "dsn": secret_input(dsn),
             "job_id": None, "config": None, "adopted": None, "planned_operations": None, "last_operations": None,
-            INTERNAL: internals(kind, resource_name, peers=later(lambda: peers_of(table)),
+            INTERNAL: internals(kind, resource_name, peers=later_input(lambda: peers_of(table)),
                                 config_source=config_source,
                                 registration={"project": pulumi.get_project(), "stack": pulumi.get_stack(),
                                               "environment": pulumi.get_stack()}),

@@ -23,8 +23,8 @@ from ..reconcile.declared import Peers, Spec, display, resolve_target, windows
 from ..reconcile.intervals import Window
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
-from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
-                   secret, secret_input)
+from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
+                   resource_options, secret, secret_input)
 from .registry import depends_on_peers, peers_of, target_of
 
 KIND = "ReorderPolicy"
@@ -197,7 +197,7 @@ class ReorderPolicy(Resource, module="timescale", name="ReorderPolicy"):
             "max_retries": max_retries, "retry_period": retry_period, "scheduled": scheduled, "adopt": adopt,
             "dsn": secret_input(dsn), "job_id": None, "adopted": None, "planned_operations": None,
             "last_operations": None,
-            INTERNAL: internals(KIND, resource_name, peers=later(lambda: peers_of(table))),
+            INTERNAL: internals(KIND, resource_name, peers=later_input(lambda: peers_of(table))),
         }
         deps = later(lambda: depends_on_peers(table, "Hypertable") + (
             [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
