@@ -282,16 +282,18 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             _settle(conn)
-            s = _snapshot(conn, table, chunk, cols)
+            # The rows are exported while the same snapshot is counted and hashed (at once on a server that
+            # takes a second connection); a manifest already published for that content makes the file unused.
+            ex.path = workdir / "export.parquet"
+            rows, ex.size, ex.sha256, counted = (exporter or export.Exporter()).export_chunk(
+                conn, _ident(chunk["chunk"]), cols, ex.path, alongside=lambda: _snapshot(conn, table, chunk, cols))
+            assert counted is not None
+            s = counted
             key = object_key(s)
             ex.manifest_raw = store.read(manifest_key(key))
             record(conn, s, State.PENDING, store=store, key=key)
-            if ex.manifest_raw is None:
-                ex.path = workdir / "export.parquet"
-                rows, ex.size, ex.sha256 = (exporter or export.Exporter()).export_chunk(
-                    conn, _ident(s.chunk), cols, ex.path)
-                if rows != s.row_count:  # one snapshot: this would be a bug, never a race
-                    raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
+            if rows != s.row_count:  # one snapshot: this would be a bug, never a race
+                raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
         fault("exported")
         size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back)
         with conn.transaction():

@@ -20,9 +20,10 @@ import hashlib
 import io
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
@@ -38,6 +39,10 @@ from ...errors import LifecycleError
 
 BATCH_ROWS = 65_536
 CSV_BATCH_BYTES = 8 << 20
+T = TypeVar("T")
+# Session settings of every export: the text PostgreSQL prints for any value depends on nothing else.
+_SETTINGS = ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'", "extra_float_digits = 3",
+             "bytea_output = 'hex'")
 ZSTD_LEVEL = 1  # level 3 made files 3 % smaller and the export a third slower (scripts/bench_archive.py)
 
 # PostgreSQL type -> the Arrow type that holds it exactly. Anything else is exported as text.
@@ -111,23 +116,31 @@ class _Adbc:
         self.dsn = dsn
         self.conn: Any = None
 
-    def batches(self, conn: psycopg.Connection, query: sql.Composed) -> Iterator[pa.RecordBatch]:
-        """Arrow batches of `query` in `conn`'s snapshot (its transaction must be open)."""
+    def begin(self, conn: psycopg.Connection, query: sql.Composed) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of `query` in `conn`'s snapshot (its transaction must be open). `conn` is used only
+        before this returns: it is free for other work while the batches are read."""
+        row = conn.execute("SELECT pg_export_snapshot(), pg_current_snapshot()::text").fetchone()
+        assert row is not None
+        statements = (sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])).as_string(conn),
+                      query.as_string(conn))
+        return self._batches(*statements, snapshot=row[1])
+
+    def _batches(self, set_snapshot: str, query: str, *, snapshot: str) -> Iterator[pa.RecordBatch]:
         import adbc_driver_manager
         import adbc_driver_postgresql.dbapi as adbc
 
-        row = conn.execute("SELECT pg_export_snapshot(), pg_current_snapshot()::text").fetchone()
-        assert row is not None
         try:
             if self.conn is None:
                 self.conn = adbc.connect(self.dsn)  # autocommit off: a transaction is open
             with self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])).as_string(conn))
+                cur.execute(set_snapshot)
                 cur.execute("SELECT pg_current_snapshot()::text")
-                if cur.fetchone()[0] != row[1]:  # never read rows the caller did not count
+                if cur.fetchone()[0] != snapshot:  # never read rows the caller did not count
                     raise LifecycleError("the export connection did not take the archive's snapshot")
-                cur.execute(query.as_string(conn))
+                for setting in _SETTINGS:  # the text of text-borne columns, as on the caller's connection
+                    cur.execute(f"SET LOCAL {setting}")
+                cur.execute(query)
                 yield from cur.fetch_record_batch()
             # Its transaction's lock on the chunk would block the drop of this very chunk: end it now.
             self.conn.rollback()
@@ -147,8 +160,7 @@ class _Adbc:
 
 def _csv_batches(conn: psycopg.Connection, query: sql.Composed, cols: list[Column]) -> Iterator[pa.RecordBatch]:
     """Arrow batches parsed by pyarrow from a CSV COPY on `conn` itself (inside its transaction)."""
-    conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; "
-                 "SET LOCAL bytea_output = 'hex'")
+    conn.execute("; ".join(f"SET LOCAL {setting}" for setting in _SETTINGS))
     # bytea arrives as \x<hex> text, decoded after parsing; everything else parses to its final type.
     types = {c.name: pa.string() if c.arrow == pa.binary() else c.arrow for c in cols}
     read = pa_csv.ReadOptions(column_names=[c.name for c in cols], use_threads=False)
@@ -244,18 +256,24 @@ class Exporter:
         if self._adbc is not None:
             self._adbc.close()
 
-    def export_chunk(self, conn: psycopg.Connection, chunk_ident: sql.Composable, cols: list[Column],
-                     dest: Path) -> tuple[int, int, str]:
+    def export_chunk(self, conn: psycopg.Connection, chunk_ident: sql.Composable, cols: list[Column], dest: Path,
+                     alongside: Callable[[], T] | None = None) -> tuple[int, int, str, T | None]:
         """Write the chunk's rows (in the caller's open transaction's snapshot) to `dest`; (rows, bytes, sha256)
-        of the file."""
+        of the file, and what `alongside` returned: a query of the caller's on `conn` in the same snapshot, run
+        while ADBC reads the rows on its own connection (one after the other on the embedded server)."""
         query = _query(chunk_ident, cols)
+        schema = schema_of(cols)
         if self._adbc is not None and not is_embedded(conn):
-            source = self._adbc.batches(conn, query)
+            batches = self._adbc.begin(conn, query)
+            with ThreadPoolExecutor(1, thread_name_prefix="archive-alongside") as pool:
+                side = pool.submit(alongside) if alongside else None
+                rows = _write(dest, schema, batches)
+                result = side.result() if side else None
         else:
-            source = _csv_batches(conn, query, cols)
-        rows = _write(dest, schema_of(cols), source)
+            result = alongside() if alongside else None
+            rows = _write(dest, schema, _csv_batches(conn, query, cols))
         size, digest = file_digest(dest)
-        return rows, size, digest
+        return rows, size, digest, result
 
 
 def file_digest(path: Path) -> tuple[int, str]:
