@@ -91,6 +91,12 @@ def test_archive_integer_time_refuses_an_interval_and_a_timestamp_range(tsdb_dsn
         manager.archive(f"{schema}.int_ticks", "10 days", f"file://{tmp_path}/store")
     with pytest.raises(LifecycleError, match=r"--from.*'2026-01-01'.*expected integers"):
         manager.restore(f"{schema}.int_ticks", "2026-01-01", "2026-01-02")
+    sql_run(tsdb_dsn, f"CREATE TABLE {schema}.no_now (t bigint NOT NULL, v int)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('t', 1000))", (f"{schema}.no_now",))
+    sql_run(tsdb_dsn, f"INSERT INTO {schema}.no_now VALUES (1, 1)")
+    with pytest.raises(LifecycleError, match=r"no_now.*no integer_now function.*set_integer_now_func"):
+        manager.archive(f"{schema}.no_now", "5000", f"file://{tmp_path}/store")
     assert rows_text(tsdb_dsn, rel) == original
+    assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {schema}.no_now") == [(1,)]
     assert sql_run(tsdb_dsn, "SELECT count(*) FROM lifecycle.archives WHERE hypertable = %s",
                    (f"{schema}.int_ticks",)) == [(0,)]

@@ -15,10 +15,12 @@ LIFECYCLE_ARCHIVE_FAULT=<step> kills the process (SIGKILL) at that step: the fau
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +121,15 @@ def _ident(qualified: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
+@contextlib.contextmanager
+def _no_integer_now(table: TableName) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        raise LifecycleError(f"{table.qualified}: {exc.diag.message_primary}; an integer --older-than is measured "
+                             "back from it, as retention does (set one with set_integer_now_func)") from None
+
+
 def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
                     axis: TimeAxis | None = None) -> list[dict[str, Any]]:
     """The chunks of `table` entirely older than `older_than`: an interval back from now(), or for integer time
@@ -134,7 +145,7 @@ def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
     else:
         cutoff = sql.SQL("{}::interval").format(sql.Literal(older_than))
         bounds = sql.SQL("c.range_start, c.range_end")
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur, _no_integer_now(table):
         return cur.execute(sql.SQL(
             "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, {bounds}, c.is_compressed "
             "FROM show_chunks({t}::regclass, older_than => {cutoff}) s "
