@@ -283,3 +283,20 @@ def test_migration_008_upgrades_a_compressed_archive_metadata_hypertable(tmp_pat
             sql_run(dsn, "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, state) "
                          "VALUES (now(), 'a.b', 'c3', 'lost')")
         assert sql_run(dsn, "SELECT count(*) FROM lifecycle.archives") == [(0,)]
+
+
+@pytest.mark.integration
+def test_archive_round_trip_of_a_row_longer_than_a_parser_block(tsdb_dsn: str, lifecycle_schema: None, schema: str,
+                                                                tmp_path: Path) -> None:
+    """The embedded server's rows are parsed from CSV: a 3 MB value is longer than pyarrow's default 1 MB block."""
+    rel = f'"{schema}".wide'
+    sql_run(tsdb_dsn, f"CREATE TABLE {rel} (ts timestamptz NOT NULL, note text, blob bytea)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (rel,))
+    sql_run(tsdb_dsn, f"INSERT INTO {rel} VALUES (now() - interval '20 days', repeat('a,\"b' || chr(10), 750000), "
+                      "decode(repeat('00ff', 1000), 'hex')), (now() - interval '20 days', '', NULL)")
+    original = rows_text(tsdb_dsn, rel)
+    results = DataLifecycleManager(tsdb_dsn).archive(f"{schema}.wide", "10 days", f"file://{tmp_path}/store")
+    assert [r.action for r in results] == ["archived"] and not results[0].error, results[0].describe()
+    assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {rel}") == [(0,)]
+    DataLifecycleManager(tsdb_dsn).restore(f"{schema}.wide", "2000-01-01", "2100-01-01", into=f"{schema}.back")
+    assert rows_text(tsdb_dsn, f'"{schema}".back') == original

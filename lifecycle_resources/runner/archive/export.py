@@ -163,14 +163,16 @@ def _csv_batches(conn: psycopg.Connection, query: sql.Composed, cols: list[Colum
     conn.execute("; ".join(f"SET LOCAL {setting}" for setting in _SETTINGS))
     # bytea arrives as \x<hex> text, decoded after parsing; everything else parses to its final type.
     types = {c.name: pa.string() if c.arrow == pa.binary() else c.arrow for c in cols}
-    read = pa_csv.ReadOptions(column_names=[c.name for c in cols], use_threads=False)
+    names = [c.name for c in cols]
     parse = pa_csv.ParseOptions(newlines_in_values=True)
     convert = pa_csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
                                     quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
 
     def parsed(parts: list[bytes]) -> Iterator[pa.RecordBatch]:
-        table = pa_csv.read_csv(io.BytesIO(b"".join(parts)), read_options=read, parse_options=parse,
-                                convert_options=convert)
+        data = b"".join(parts)
+        # One block for the whole buffer: a row longer than pyarrow's default block (1 MB) would not parse.
+        read = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1)
+        table = pa_csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
         for c in cols:
             if c.arrow == pa.binary():
                 i = table.schema.get_field_index(c.name)
