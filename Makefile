@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # `make demo DB=native` runs the demo on a native PostgreSQL + TimescaleDB instead of the embedded one.
-.PHONY: setup native demo test unit clean db-stop bench bench-runner
+.PHONY: setup native demo test unit clean db-stop bench bench-runner bench-archive
 DB ?= embedded
 # `make bench N="10 100" SERVERS=embedded REPEAT=1`: resource counts, servers, runs per preview (median).
 # Not part of `make test`.
 N ?= 10 100 400
 SERVERS ?= embedded native
 REPEAT ?= auto
+ROWS ?= 2000000
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +27,10 @@ unit: setup
 
 bench: setup
 	@.venv/bin/python scripts/bench.py --n "$(N)" --servers "$(SERVERS)" --repeat "$(REPEAT)"
+
+# Archive throughput next to a plain COPY of the same rows: `make bench-archive ROWS=2000000 SERVERS=native`.
+bench-archive: setup
+	@.venv/bin/python scripts/bench_archive.py --rows "$(ROWS)" --servers "$(SERVERS)"
 
 # `lifecycle run` on a large hypertable: `make bench-runner ARGS="--rows 1000000 --old"`.
 bench-runner: setup

@@ -37,13 +37,14 @@ def _list(args: argparse.Namespace) -> int:
     from .db.connection import connect
     from .runner import report
     from .runner.archive.catalog import entries
+    from .runner.archive.timeaxis import show
     from .runner.manager import human_bytes
 
     with connect(_need_dsn(args)) as conn:
         rows = entries(conn, args.table)
     print(report.render_table(
         ["hypertable", "chunk", "from", "to", "state", "rows", "size", "object", "error"],
-        [(r["hypertable"], r["chunk_name"], f"{r['range_start']:%Y-%m-%d %H:%M}", f"{r['range_end']:%Y-%m-%d %H:%M}",
+        [(r["hypertable"], r["chunk_name"], show(r["range_start"]), show(r["range_end"]),
           r["state"], r["row_count"], human_bytes(r["bytes"]),
           f"{r['store_url']}/{r['object_key']}" if r["object_key"] else "", r["error"] or "") for r in rows]))
     return 0

@@ -233,7 +233,7 @@ class DataLifecycleManager:
 
         return verify_all(self._dsn, table, **store_options)
 
-    def restore(self, table: str, from_: str | datetime, to: str | datetime, into: str | None = None,
+    def restore(self, table: str, from_: str | datetime | int, to: str | datetime | int, into: str | None = None,
                 **store_options: Any) -> list[Any]:
         """Load the archived rows of `table` in [from_, to) into `into` (default <table>_restored), every object
         verified first; a second restore of the same range adds nothing (see runner/restore.py)."""

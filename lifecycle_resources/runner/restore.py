@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,11 @@ from ..identifiers import TableName
 from ..reconcile import archive_stores
 from ..reconcile.locks import lock_table
 from .archive import export, holds
-from .archive.archiver import hypertable_label
+from .archive.archiver import time_axis
 from .archive.catalog import store_for
 from .archive.load import load_temp
 from .archive.store import ArchiveStore
+from .archive.timeaxis import Bound, LenientTimestamptz, TimeAxis
 from .archive.verify import object_problems
 from .progress import StepProgress
 
@@ -43,27 +43,42 @@ class Restored:
         return f"{self.chunk}: {self.rows_loaded} rows loaded from {self.location}"
 
 
-def _objects(conn: psycopg.Connection, table: TableName, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _objects(conn: psycopg.Connection, table: TableName, axis: TimeAxis, start: Bound,
+             end: Bound) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT * FROM lifecycle.archives WHERE hypertable = %s AND state IN ('verified', 'dropped') "
-            "AND range_start < %s AND range_end > %s ORDER BY range_start, chunk_name",
-            (table.qualified, end, start)).fetchall()
+        cur.adapters.register_loader("timestamptz", LenientTimestamptz)  # recorded integer bounds may pass 9999
+        return cur.execute(sql.SQL(
+            "SELECT * FROM lifecycle.archives WHERE hypertable = %(t)s AND state IN ('verified', 'dropped') "
+            "AND range_start < {end} AND range_end > {start} ORDER BY range_start, chunk_name").format(
+                end=axis.recorded(sql.Placeholder("end")), start=axis.recorded(sql.Placeholder("start"))),
+            {"t": table.qualified, "end": end, "start": start}).fetchall()
 
 
-def _target(conn: psycopg.Connection, table: TableName, into: str | None, lo: datetime,
-            hi: datetime) -> TableName:
+def _bounds(conn: psycopg.Connection, axis: TimeAxis, start: str | Bound, end: str | Bound) -> tuple[Bound, Bound]:
+    """Let PostgreSQL parse the bounds (every form it accepts for the time column); refuse an empty range."""
+    lo = axis.parse(conn, start, f"restore range --from {start!r} --to {end!r}: --from")
+    hi = axis.parse(conn, end, f"restore range --from {start!r} --to {end!r}: --to")
+    if lo >= hi:  # type: ignore[operator]
+        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: --from must be before --to")
+    return lo, hi
+
+
+def _target(conn: psycopg.Connection, table: TableName, axis: TimeAxis, into: str | None, lo: Bound,
+            hi: Bound) -> TableName:
     target = TableName.parse(into, table.schema) if into else TableName(table.schema, f"{table.name}_restored")
     if target == table:
-        _check_into_hypertable(conn, table, lo, hi)
+        _check_into_hypertable(conn, table, axis, lo, hi)
         return target
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(
         target.ident, table.ident))
     return target
 
 
-def _check_into_hypertable(conn: psycopg.Connection, table: TableName, lo: datetime, hi: datetime) -> None:
+def _check_into_hypertable(conn: psycopg.Connection, table: TableName, axis: TimeAxis, lo: Bound, hi: Bound) -> None:
     where = f"restore --into {table.qualified} (the archived hypertable itself) of [{lo}, {hi})"
+    if axis.integer:
+        raise LifecycleError(f"{where}: refused: holds cover timestamp ranges, and {table.qualified} has integer "
+                             "time; restore into a side table (the default is <table>_restored)")
     if not holds.holds_installed(conn) or holds.covering(conn, table, lo, hi) is None:
         raise LifecycleError(f"{where}: refused without an active hold covering the range (the next run would "
                              "archive these rows again and drop them); add one first: `lifecycle hold add --table "
@@ -78,16 +93,16 @@ def _check_into_hypertable(conn: psycopg.Connection, table: TableName, lo: datet
                              "table")
 
 
-def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, into: str | None = None,
+def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: str | None = None,
             stores: dict[str, ArchiveStore] | None = None, progress: StepProgress | None = None,
             **store_options: Any) -> list[Restored]:
     """Load the archived rows of `table` in [start, end) into `into`; what each object added. `progress` hears
     of 2 steps per object: its verification, then its load."""
     stores = dict(stores or {})
     with connect(dsn) as conn, tempfile.TemporaryDirectory(prefix="lifecycle-restore-") as tmp:
-        name, time_column = hypertable_label(conn, table)
-        lo, hi = holds.time_range(conn, start, end, "restore")
-        objects = _objects(conn, name, lo, hi)
+        name, axis = time_axis(conn, table)
+        lo, hi = _bounds(conn, axis, start, end)
+        objects = _objects(conn, name, axis, lo, hi)
         registered = archive_stores.registered_options(conn)
         problems: list[str] = []
         steps = 2 * len(objects)
@@ -105,25 +120,25 @@ def restore(dsn: str, table: str, start: str | datetime, end: str | datetime, in
             raise LifecycleError("restore refused, nothing loaded: " + "; ".join(problems) +
                                  " (run `lifecycle archive verify` for the whole archive)")
         with conn.transaction():
-            target = _target(conn, name, into, lo, hi)
+            target = _target(conn, name, axis, into, lo, hi)
         done = []
         for i, obj in enumerate(objects, len(objects) + 1):
             if progress:
                 progress(i, steps, f"load {obj['chunk_name']}", None)
-            done.append(_load(conn, name, time_column, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp)))
+            done.append(_load(conn, name, axis, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp)))
             if progress:
                 progress(i, steps, f"load {obj['chunk_name']}", done[-1].describe())
         return done
 
 
-def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: TableName, obj: dict[str, Any],
-          store: ArchiveStore, lo: datetime, hi: datetime, workdir: Path) -> Restored:
+def _load(conn: psycopg.Connection, table: TableName, axis: TimeAxis, target: TableName, obj: dict[str, Any],
+          store: ArchiveStore, lo: Bound, hi: Bound, workdir: Path) -> Restored:
     local = store.fetch(obj["object_key"], workdir)
     if local is None:
         raise LifecycleError(f"{store.location(obj['object_key'])}: vanished after it was verified")
     cols = [c.name for c in export.columns(conn, table.ident.as_string(conn))]
     col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-    t = sql.Identifier(time_column)
+    t = sql.Identifier(axis.column)
     with conn.transaction():
         lock_table(conn, target)
         conn.execute("SET LOCAL TimeZone = 'UTC'")
@@ -131,12 +146,17 @@ def _load(conn: psycopg.Connection, table: TableName, time_column: str, target: 
         loaded = conn.execute(sql.SQL(
             "INSERT INTO {target} ({cols}) SELECT {cols} FROM {loaded} x WHERE x.{t} >= %(lo)s "
             "AND x.{t} < %(hi)s AND NOT EXISTS (SELECT 1 FROM lifecycle.archive_restores r WHERE r.hypertable = "
-            "%(ht)s AND r.chunk_name = %(chunk)s AND r.into_table = %(into)s AND x.{t} >= r.range_from "
-            "AND x.{t} < r.range_to)").format(target=target.ident, cols=col_list, t=t, loaded=loaded_rows),
+            "%(ht)s AND r.chunk_name = %(chunk)s AND r.into_table = %(into)s AND x.{t} >= {r_from} "
+            "AND x.{t} < {r_to})").format(target=target.ident, cols=col_list, t=t, loaded=loaded_rows,
+                                          r_from=axis.decoded(sql.SQL("r.range_from")),
+                                          r_to=axis.decoded(sql.SQL("r.range_to"))),
             {"lo": lo, "hi": hi, "ht": table.qualified, "chunk": obj["chunk_name"], "into": target.qualified}).rowcount
-        conn.execute("INSERT INTO lifecycle.archive_restores (hypertable, chunk_name, object_key, into_table, "
-                     "range_from, range_to, rows_loaded) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                     (table.qualified, obj["chunk_name"], obj["object_key"], target.qualified, lo, hi, loaded))
+        conn.execute(sql.SQL("INSERT INTO lifecycle.archive_restores (hypertable, chunk_name, object_key, into_table, "
+                             "range_from, range_to, rows_loaded) VALUES (%(ht)s, %(chunk)s, %(key)s, %(into)s, {lo}, "
+                             "{hi}, %(rows)s)").format(lo=axis.recorded(sql.Placeholder("lo")),
+                                                       hi=axis.recorded(sql.Placeholder("hi"))),
+                     {"ht": table.qualified, "chunk": obj["chunk_name"], "key": obj["object_key"],
+                      "into": target.qualified, "lo": lo, "hi": hi, "rows": loaded})
         conn.execute("INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, range_start, "
                      "range_end, row_count, bytes, location, checksum, state, object_key) VALUES (clock_timestamp(), "
                      "%s, %s, %s, %s, %s, %s, %s, %s, 'restored', %s)",

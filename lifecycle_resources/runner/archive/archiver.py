@@ -15,10 +15,12 @@ LIFECYCLE_ARCHIVE_FAULT=<step> kills the process (SIGKILL) at that step: the fau
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from ..progress import StepProgress
 from .load import load_temp
 from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
 from .store import ArchiveStore
+from .timeaxis import INTEGER_TYPES, TIME_TYPES, Bound, TimeAxis, show
 from .verify import object_problems
 
 FAULT_ENV = "LIFECYCLE_ARCHIVE_FAULT"
@@ -56,8 +59,8 @@ class Mismatch(LifecycleError):
 @dataclass
 class SliceResult:
     chunk: str
-    range_start: datetime
-    range_end: datetime
+    range_start: Bound
+    range_end: Bound
     action: str            # archived | reused | would archive | failed
     state: str             # lifecycle.archives.state afterwards
     rows: int | None = None
@@ -66,7 +69,7 @@ class SliceResult:
     error: str | None = None
 
     def describe(self) -> str:
-        span = f"{self.range_start:%Y-%m-%d %H:%M} .. {self.range_end:%Y-%m-%d %H:%M}"
+        span = f"{show(self.range_start)} .. {show(self.range_end)}"
         if self.error:
             return f"{self.chunk} ({span}): FAILED: {self.error}"
         rows = "" if self.rows is None else f", {self.rows} rows"
@@ -88,8 +91,8 @@ def _settle(conn: psycopg.Connection) -> None:
                  "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3")
 
 
-def hypertable_label(conn: psycopg.Connection, table: str) -> tuple[TableName, str]:
-    """The hypertable (as TimescaleDB names it) and its time column; refuses anything else."""
+def time_axis(conn: psycopg.Connection, table: str) -> tuple[TableName, TimeAxis]:
+    """The hypertable (as TimescaleDB names it) and its time dimension; refuses anything else."""
     try:
         name = TableName.parse(table)
     except ValueError as exc:
@@ -100,10 +103,17 @@ def hypertable_label(conn: psycopg.Connection, table: str) -> tuple[TableName, s
         (name.schema, name.name)).fetchone()
     if row is None:
         raise LifecycleError(f"table {name.qualified!r} is not a hypertable: only hypertables are archived")
-    if row[1] not in ("timestamp with time zone", "timestamp without time zone", "date"):
+    if row[1] not in TIME_TYPES + INTEGER_TYPES:
         raise LifecycleError(f"hypertable {name.qualified}: its time column {row[0]!r} is {row[1]}; archiving "
-                             "supports timestamptz, timestamp and date time columns (integer time: not yet)")
-    return name, row[0]
+                             "supports timestamptz, timestamp, date and integer (smallint, integer, bigint) time "
+                             "columns")
+    return name, TimeAxis(row[0], row[1])
+
+
+def hypertable_label(conn: psycopg.Connection, table: str) -> tuple[TableName, str]:
+    """The hypertable (as TimescaleDB names it) and its time column; refuses anything else."""
+    name, axis = time_axis(conn, table)
+    return name, axis.column
 
 
 def _ident(qualified: str) -> sql.Identifier:
@@ -117,27 +127,50 @@ def holds_installed(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str) -> list[dict[str, Any]]:
-    """The chunks older than `older_than`, each with `held`: an active hold overlaps it (never archived)."""
-    held = (sql.SQL("lifecycle._chunk_held({}, s)").format(sql.Literal(table.qualified)) if holds_installed(conn)
-            else sql.SQL("false"))
-    with conn.cursor(row_factory=dict_row) as cur:
+@contextlib.contextmanager
+def _no_integer_now(table: TableName) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        raise LifecycleError(f"{table.qualified}: {exc.diag.message_primary}; an integer --older-than is measured "
+                             "back from it, as retention does (set one with set_integer_now_func)") from None
+
+
+def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
+                    axis: TimeAxis | None = None) -> list[dict[str, Any]]:
+    """The chunks of `table` entirely older than `older_than`: an interval back from now(), or for integer time
+    an integer back from the table's integer_now function (as retention measures it); each with `held`: an
+    active hold overlaps it (never archived; holds cover timestamp ranges only)."""
+    axis = axis or time_axis(conn, table.qualified)[1]
+    if axis.integer:
+        if not str(older_than).strip().lstrip("-").isdigit():
+            raise LifecycleError(f"--older-than {older_than!r}: {table.qualified} has integer time ({axis.column} "
+                                 f"is {axis.pg_type}): give an integer in the time column's units, e.g. 86400")
+        cutoff = sql.SQL("(lifecycle._integer_now({t}::regclass) - {n}::bigint)::{type}").format(
+            t=sql.Literal(table.ident.as_string(conn)), n=sql.Literal(int(older_than)), type=sql.SQL(axis.pg_type))
+        bounds = sql.SQL("c.range_start_integer AS range_start, c.range_end_integer AS range_end")
+        held = sql.SQL("false")
+    else:
+        cutoff = sql.SQL("{}::interval").format(sql.Literal(older_than))
+        bounds = sql.SQL("c.range_start, c.range_end")
+        held = (sql.SQL("lifecycle._chunk_held({}, s)").format(sql.Literal(table.qualified))
+                if holds_installed(conn) else sql.SQL("false"))
+    with conn.cursor(row_factory=dict_row) as cur, _no_integer_now(table):
         return cur.execute(sql.SQL(
-            "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, c.range_start, c.range_end, c.is_compressed, "
-            "{held} AS held "
-            "FROM show_chunks(%s::regclass, older_than => %s::interval) s "
+            "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, {bounds}, c.is_compressed, {held} AS held "
+            "FROM show_chunks({t}::regclass, older_than => {cutoff}) s "
             "JOIN pg_class k ON k.oid = s JOIN pg_namespace n ON n.oid = k.relnamespace "
             "JOIN timescaledb_information.chunks c ON c.chunk_schema = n.nspname AND c.chunk_name = k.relname "
-            "ORDER BY c.range_start, c.chunk_name").format(held=held),
-            (table.ident.as_string(conn), older_than)).fetchall()
+            "ORDER BY 2, c.chunk_name").format(bounds=bounds, held=held, t=sql.Literal(table.ident.as_string(conn)),
+                                               cutoff=cutoff)).fetchall()
 
 
-def _snapshot(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any]) -> Snapshot:
-    row = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(x::text, 0)), 0)::text FROM {} x")
-                       .format(_ident(chunk["chunk"]))).fetchone()
-    assert row is not None
+def _snapshot(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any],
+              cols: list[export.Column] | None = None) -> Snapshot:
+    rows, digest = export.content_hash(conn, _ident(chunk["chunk"]),
+                                       cols or export.columns(conn, table.ident.as_string(conn)))
     return Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
-                    range_end=chunk["range_end"], row_count=row[0], content_hash=row[1])
+                    range_end=chunk["range_end"], row_count=rows, content_hash=digest)
 
 
 def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: ArchiveStore | None = None,
@@ -148,22 +181,25 @@ def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: Archiv
               "state": state.value, "rows": s.row_count, "hash": s.content_hash,
               "store": store.url if store else None, "key": key, "bytes": size, "sha": sha256, "error": error,
               "location": store.location(key) if store and key else None}
-    conn.execute(
+    axis = TimeAxis("", "bigint" if isinstance(s.range_start, int) else "timestamp with time zone")
+    bounds = {"start": axis.recorded(sql.Placeholder("start")), "end": axis.recorded(sql.Placeholder("end"))}
+    conn.execute(sql.SQL(
         "INSERT INTO lifecycle.archives AS a (hypertable, chunk_name, range_start, range_end, state, row_count, "
         "content_hash, store_url, object_key, bytes, sha256, error, dropped_at) VALUES (%(ht)s, %(chunk)s, "
-        "%(start)s, %(end)s, %(state)s, %(rows)s, %(hash)s, %(store)s, %(key)s, %(bytes)s, %(sha)s, %(error)s, "
+        "{start}, {end}, %(state)s, %(rows)s, %(hash)s, %(store)s, %(key)s, %(bytes)s, %(sha)s, %(error)s, "
         "CASE WHEN %(state)s = 'dropped' THEN clock_timestamp() END) "
         "ON CONFLICT (hypertable, chunk_name) DO UPDATE SET state = EXCLUDED.state, "
         "row_count = coalesce(EXCLUDED.row_count, a.row_count), "
         "content_hash = coalesce(EXCLUDED.content_hash, a.content_hash), "
         "store_url = coalesce(EXCLUDED.store_url, a.store_url), object_key = coalesce(EXCLUDED.object_key, "
         "a.object_key), bytes = coalesce(EXCLUDED.bytes, a.bytes), sha256 = coalesce(EXCLUDED.sha256, a.sha256), "
-        "error = EXCLUDED.error, dropped_at = EXCLUDED.dropped_at, updated_at = clock_timestamp()", params)
-    conn.execute(
+        "error = EXCLUDED.error, dropped_at = EXCLUDED.dropped_at, updated_at = clock_timestamp()").format(**bounds),
+        params)
+    conn.execute(sql.SQL(
         "INSERT INTO lifecycle.archive_metadata (archived_at, hypertable, chunk_name, range_start, range_end, "
         "row_count, bytes, location, checksum, state, error, object_key) VALUES (clock_timestamp(), %(ht)s, "
-        "%(chunk)s, %(start)s, %(end)s, %(rows)s, %(bytes)s, %(location)s, %(sha)s, %(state)s, %(error)s, "
-        "%(key)s)", params)
+        "%(chunk)s, {start}, {end}, %(rows)s, %(bytes)s, %(location)s, %(sha)s, %(state)s, %(error)s, "
+        "%(key)s)").format(**bounds), params)
 
 
 def _record_failure(conn: psycopg.Connection, s: Snapshot, store: ArchiveStore, key: str | None,
@@ -221,15 +257,14 @@ def _read_back(conn: psycopg.Connection, table: TableName, s: Snapshot, store: A
     local = store.fetch(key, workdir)
     if local is None:
         raise Mismatch(f"{store.location(key)}: missing at the full read-back")
-    cols = [c.name for c in export.columns(conn, table.ident.as_string(conn))]
+    cols = export.columns(conn, table.ident.as_string(conn))
     with conn.transaction():
         _settle(conn)
-        loaded = load_temp(conn, table.ident, cols, local)
-        row = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(x::text, 0)), 0)::text "
-                                   "FROM {} x").format(loaded)).fetchone()
-    if row is None or (row[0], row[1]) != (s.row_count, s.content_hash):
+        loaded = load_temp(conn, table.ident, [c.name for c in cols], local)
+        row = export.content_hash(conn, loaded, cols)
+    if row != (s.row_count, s.content_hash):
         raise Mismatch(f"{store.location(key)}: the full read-back differs from the chunk's rows "
-                       f"({row[0] if row else '?'} rows read back, {s.row_count} in the chunk, or their content "
+                       f"({row[0]} rows read back, {s.row_count} in the chunk, or their content "
                        "differs): not published, not dropped")
 
 
@@ -262,7 +297,8 @@ _FAILURES: tuple[type[BaseException], ...] = (LifecycleError, psycopg.Error, OSE
 
 
 def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any], store: ArchiveStore,
-                   cols: list[export.Column], workdir: Path, read_back: bool) -> SliceResult:
+                   cols: list[export.Column], workdir: Path, read_back: bool,
+                   exporter: export.Exporter | None = None) -> SliceResult:
     ex = _Export(columns=[{"name": c.name, "pg_type": c.pg_type} for c in cols])
     s = Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
                  range_end=chunk["range_end"])
@@ -271,15 +307,18 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             _settle(conn)
-            s = _snapshot(conn, table, chunk)
+            # The rows are exported while the same snapshot is counted and hashed (at once on a server that
+            # takes a second connection); a manifest already published for that content makes the file unused.
+            ex.path = workdir / "export.parquet"
+            rows, ex.size, ex.sha256, counted = (exporter or export.Exporter()).export_chunk(
+                conn, _ident(chunk["chunk"]), cols, ex.path, alongside=lambda: _snapshot(conn, table, chunk, cols))
+            assert counted is not None
+            s = counted
             key = object_key(s)
             ex.manifest_raw = store.read(manifest_key(key))
             record(conn, s, State.PENDING, store=store, key=key)
-            if ex.manifest_raw is None:
-                ex.path = workdir / "export.parquet"
-                rows, ex.size, ex.sha256 = export.export_chunk(conn, _ident(s.chunk), cols, ex.path)
-                if rows != s.row_count:  # one snapshot: this would be a bug, never a race
-                    raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
+            if rows != s.row_count:  # one snapshot: this would be a bug, never a race
+                raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
         fault("exported")
         size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back)
         with conn.transaction():
@@ -302,27 +341,30 @@ def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
     load every row of the object back and compare it with the chunk (slower; catches a lossy export).
     `progress` hears of each chunk as it starts and ends (its result's describe())."""
     with connect(dsn) as conn:
-        return archive_on(conn, table, older_than, store, read_back=read_back, progress=progress)
+        return archive_on(conn, table, older_than, store, read_back=read_back, progress=progress, dsn=dsn)
 
 
 def archive_on(conn: psycopg.Connection, table: str, older_than: str, store: ArchiveStore, *,
-               read_back: bool = False, progress: StepProgress | None = None) -> list[SliceResult]:
+               read_back: bool = False, progress: StepProgress | None = None,
+               dsn: str | None = None) -> list[SliceResult]:
     """archive() on an open autocommit connection (the runner's, which may hold the table's lock already:
-    advisory locks of one session nest). Chunks under an active hold are left alone and not listed."""
+    advisory locks of one session nest). Chunks under an active hold are left alone and not listed. With `dsn`,
+    rows are exported through a second connection of their own where the server takes one (ADBC)."""
     results: list[SliceResult] = []
-    name, _time_column = hypertable_label(conn, table)
+    name, axis = time_axis(conn, table)
     lock = f"lifecycle:{name.qualified}"
     conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
     try:
         cols = export.columns(conn, name.ident.as_string(conn))
-        chunks = [c for c in expiring_chunks(conn, name, older_than) if not c["held"]]
-        for i, chunk in enumerate(chunks, 1):
-            if progress:
-                progress(i, len(chunks), chunk["chunk"], None)
-            with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
-                results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back))
-            if progress:
-                progress(i, len(chunks), chunk["chunk"], results[-1].describe())
+        chunks = [c for c in expiring_chunks(conn, name, older_than, axis) if not c["held"]]
+        with export.Exporter(dsn) as exporter:
+            for i, chunk in enumerate(chunks, 1):
+                if progress:
+                    progress(i, len(chunks), chunk["chunk"], None)
+                with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
+                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back, exporter))
+                if progress:
+                    progress(i, len(chunks), chunk["chunk"], results[-1].describe())
     finally:
         if not conn.closed:
             try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ...db.connection import connect
@@ -15,7 +16,11 @@ from ...identifiers import TableName
 from ...reconcile import archive_stores
 from .plan import State, manifest_key
 from .store import ArchiveStore, open_store
+from .timeaxis import LenientTimestamptz, TimeAxis
 from .verify import object_problems
+
+
+_INTEGER = TimeAxis("", "bigint")
 
 
 def store_for(stores: dict[str, ArchiveStore], url: str, options: dict[str, Any],
@@ -30,8 +35,20 @@ def store_for(stores: dict[str, ArchiveStore], url: str, options: dict[str, Any]
 def entries(conn: psycopg.Connection, table: str | None = None) -> list[dict[str, Any]]:
     label = TableName.parse(table).qualified if table else None
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM lifecycle.archives WHERE %(t)s::text IS NULL OR hypertable = %(t)s "
-                           "ORDER BY hypertable, range_start, chunk_name", {"t": label}).fetchall()
+        cur.adapters.register_loader("timestamptz", LenientTimestamptz)  # recorded integer bounds may pass 9999
+        rows = cur.execute(sql.SQL(
+            "SELECT a.*, d.column_type::text IN ('smallint', 'integer', 'bigint') AS integer_time, {start} AS "
+            "range_start_integer, {end} AS range_end_integer FROM lifecycle.archives a "
+            "LEFT JOIN timescaledb_information.dimensions d ON d.dimension_number = 1 "
+            "AND a.hypertable = d.hypertable_schema || '.' || d.hypertable_name "
+            "WHERE %(t)s::text IS NULL OR a.hypertable = %(t)s ORDER BY a.hypertable, a.range_start, a.chunk_name")
+            .format(start=_INTEGER.decoded(sql.SQL("a.range_start")), end=_INTEGER.decoded(sql.SQL("a.range_end"))),
+            {"t": label}).fetchall()
+    for row in rows:  # integer time: the bounds as the integers they are
+        if row.pop("integer_time"):
+            row["range_start"], row["range_end"] = row["range_start_integer"], row["range_end_integer"]
+        del row["range_start_integer"], row["range_end_integer"]
+    return rows
 
 
 def verify_all(dsn: str, table: str | None = None, stores: dict[str, ArchiveStore] | None = None,

@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
+from .timeaxis import Bound, as_json
+
 MANIFEST_SUFFIX = ".manifest.json"
 FORMAT = "timescale-lifecycle-archive/1"
 
@@ -37,8 +39,8 @@ class Snapshot(BaseModel):
 
     hypertable: str  # schema.table
     chunk: str       # schema.chunk
-    range_start: datetime
-    range_end: datetime
+    range_start: Bound  # the chunk's range: timestamps, or integers for integer time
+    range_end: Bound
     row_count: int | None = None      # None: not counted (the run failed before its snapshot)
     content_hash: str | None = None   # the database's own hash of every row, summed (order-independent)
 
@@ -47,8 +49,8 @@ class Snapshot(BaseModel):
         return hashlib.sha256(f"{self.row_count}:{self.content_hash}".encode()).hexdigest()[:16]
 
 
-def _stamp(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+def _stamp(t: Bound) -> str:
+    return str(t) if isinstance(t, int) else t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def object_key(s: Snapshot) -> str:
@@ -66,7 +68,7 @@ def manifest(s: Snapshot, *, key: str, size: int, sha256: str, columns: list[dic
              exported_at: datetime) -> bytes:
     """The manifest, written after its object is uploaded and verified: its presence means "complete"."""
     body = {"format": FORMAT, "key": key, "hypertable": s.hypertable, "chunk": s.chunk,
-            "range_start": s.range_start.isoformat(), "range_end": s.range_end.isoformat(),
+            "range_start": as_json(s.range_start), "range_end": as_json(s.range_end),
             "row_count": s.row_count, "content_hash": s.content_hash, "bytes": size, "sha256": sha256,
             "columns": columns, "exported_at": exported_at.isoformat()}
     return json.dumps(body, indent=2, sort_keys=True).encode()
