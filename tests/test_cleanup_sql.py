@@ -491,3 +491,34 @@ def test_cleanup_runner_second_run_over_a_chunk_its_first_run_decompressed(tsdb_
                           "ORDER BY 1").format(sql.Identifier(schema)), (rule, rule))]
     assert quarantined == removed and len(removed) == 2
     assert manager.cleanup(rule)[0].describe() == "0 rows moved to quarantine in 2 chunks"
+
+
+def test_cleanup_timescaledb_delete_returning_after_dml_decompression(tsdb_dsn: str, schema: str) -> None:
+    """What the runner works around, in TimescaleDB's own SQL: a DELETE that decompressed every batch of a
+    chunk, then a DELETE .. RETURNING of two rows within that chunk's range. The embedded 2.23.0-dev refuses
+    it (once it accepts it, the runner's recompress-and-retry is no longer needed there); native 2.26 deletes
+    them. Recompressing the partial chunk clears it on both."""
+    table, day = f'"{schema}".t', "ts >= '2026-01-01' AND ts < '2026-01-02'"
+    sql_run(tsdb_dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, sym text NOT NULL, price float8 NOT NULL)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
+    sql_run(tsdb_dsn, f"INSERT INTO {table} SELECT '2026-01-01'::timestamptz + g * interval '1 minute', "
+                      "'S' || (g % 4), 100 FROM generate_series(1, 1000) g")
+    sql_run(tsdb_dsn, f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'sym')")
+    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    assert sql_run(tsdb_dsn, f"DELETE FROM {table} WHERE price <= 0 AND {day} RETURNING *") == []
+    sql_run(tsdb_dsn, f"INSERT INTO {table} VALUES ('2026-01-01 12:00', 'S1', -1), ('2026-01-01 12:00', 'S2', -2)")
+    delete = f"DELETE FROM {table} WHERE price <= 0 AND {day} RETURNING price"
+
+    def attempt() -> list[tuple] | str:
+        with psycopg.connect(tsdb_dsn) as conn:
+            try:
+                return sorted(conn.execute(delete).fetchall())
+            except psycopg.Error as exc:
+                return exc.diag.message_primary or str(exc)
+            finally:
+                conn.rollback()
+
+    assert attempt() == ("attempted to delete invisible tuple" if server_under_test() == "embedded"
+                         else [(-2.0,), (-1.0,)])
+    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    assert attempt() == [(-2.0,), (-1.0,)]
