@@ -16,7 +16,7 @@ from lifecycle_resources.errors import LifecycleError
 from lifecycle_resources.reconcile import catalog, cleanup
 from lifecycle_resources.identifiers import TableName
 from lifecycle_resources.runner.manager import DataLifecycleManager
-from tests.conftest import sql_run
+from tests.conftest import server_under_test, sql_run
 from tests.test_manager import lifecycle
 
 pytestmark = pytest.mark.integration
@@ -439,3 +439,86 @@ def test_cleanup_sql_rows_fixed_after_the_dry_run_are_kept(tables: Tables) -> No
                         f'FROM "{tables.schema}".ticks WHERE symbol IS NULL)')
     done = DataLifecycleManager(tables.dsn).cleanup(rule)[0]
     assert done.rows_quarantined == counted - 1 and tables.count("symbol = 'FIXED'") == 1
+
+
+def test_cleanup_runner_second_run_over_a_chunk_its_first_run_decompressed(tsdb_dsn: str, lifecycle_schema: None,
+                                                                           schema: str) -> None:
+    """The demo run twice: a first run's DELETE decompresses a whole compressed chunk (no batch can be skipped
+    for a rule over price and volume) into its uncompressed part; new bad rows land there. TimescaleDB then
+    tuple'), on the embedded server's TimescaleDB 2.23.0-dev; the native one (2.26) deletes them. Either way the
+    run succeeds and quarantines exactly what it removed; where TimescaleDB refused, the runner recompressed the
+    partial chunk, retried, and says so."""
+    table, rule = f'"{schema}".ticks', f"{schema}-bad-ticks"
+    sql_run(tsdb_dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, symbol text NOT NULL, "
+                      "price double precision NOT NULL, volume double precision NOT NULL)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
+    sql_run(tsdb_dsn, f"INSERT INTO {table} SELECT '2026-01-01'::timestamptz + g * interval '30 seconds', "
+                      "'S' || (g % 12), 100 + g % 7, 100 FROM generate_series(1, 3000) g")
+    sql_run(tsdb_dsn, f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', "
+                      "timescaledb.compress_orderby = 'ts DESC')")
+    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    one(tsdb_dsn, "SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', %s::jsonb, 'quarantine', '', '') AS r",
+        (rule, f"{schema}.ticks", json.dumps({"checks": [{"column": "price", "check": "finite_positive"},
+                                                         {"column": "volume", "check": "range", "min": 0}]})))
+    bad = f"INSERT INTO {table} VALUES ('2026-01-01 12:00', 'S1', 'NaN', 100), ('2026-01-01 12:00', 'S2', -1, 100)"
+    manager = DataLifecycleManager(tsdb_dsn)
+
+    def table_rows() -> list[str]:
+        return [r["r"] for r in rows(tsdb_dsn, f"SELECT t::text AS r FROM {table} t ORDER BY 1")]
+
+    sql_run(tsdb_dsn, bad)
+    first = manager.cleanup(rule)[0]
+    assert (first.status, first.rows_quarantined, first.error) == ("succeeded", 2, None), first.describe()
+    sql_run(tsdb_dsn, bad)
+    before = table_rows()
+
+    second = manager.cleanup(rule)[0]
+
+    assert (second.status, second.rows_deleted, second.rows_quarantined) == ("succeeded", 2, 2), second.describe()
+    if server_under_test() == "embedded":
+        assert second.error is not None and "recompressed the partially compressed chunk" in second.error
+        assert second.describe().startswith("2 rows moved to quarantine in 2 chunks (recompressed ")
+    else:
+        assert second.describe() == "2 rows moved to quarantine in 2 chunks"
+    after = table_rows()
+    removed = sorted(set(before) - set(after))
+    assert len(after) == len(before) - 2 and set(after) <= set(before)
+    quarantined = [r["r"] for r in rows(
+        tsdb_dsn, sql.SQL("SELECT jsonb_populate_record(NULL::{}.ticks, q.row_data)::text AS r "
+                          "FROM lifecycle.cleanup_quarantine q JOIN lifecycle.cleanup_operations o "
+                          "ON o.operation_id = q.operation_id WHERE q.rule_name = %s AND o.executed_at = "
+                          "(SELECT max(executed_at) FROM lifecycle.cleanup_operations WHERE rule_name = %s) "
+                          "ORDER BY 1").format(sql.Identifier(schema)), (rule, rule))]
+    assert quarantined == removed and len(removed) == 2
+    assert manager.cleanup(rule)[0].describe() == "0 rows moved to quarantine in 2 chunks"
+
+
+def test_cleanup_timescaledb_delete_returning_after_dml_decompression(tsdb_dsn: str, schema: str) -> None:
+    """What the runner works around, in TimescaleDB's own SQL: a DELETE that decompressed every batch of a
+    chunk, then a DELETE .. RETURNING of two rows within that chunk's range. The embedded 2.23.0-dev refuses
+    it (once it accepts it, the runner's recompress-and-retry is no longer needed there); native 2.26 deletes
+    them. Recompressing the partial chunk clears it on both."""
+    table, day = f'"{schema}".t', "ts >= '2026-01-01' AND ts < '2026-01-02'"
+    sql_run(tsdb_dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, sym text NOT NULL, price float8 NOT NULL)")
+    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
+    sql_run(tsdb_dsn, f"INSERT INTO {table} SELECT '2026-01-01'::timestamptz + g * interval '1 minute', "
+                      "'S' || (g % 4), 100 FROM generate_series(1, 1000) g")
+    sql_run(tsdb_dsn, f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'sym')")
+    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    assert sql_run(tsdb_dsn, f"DELETE FROM {table} WHERE price <= 0 AND {day} RETURNING *") == []
+    sql_run(tsdb_dsn, f"INSERT INTO {table} VALUES ('2026-01-01 12:00', 'S1', -1), ('2026-01-01 12:00', 'S2', -2)")
+    delete = f"DELETE FROM {table} WHERE price <= 0 AND {day} RETURNING price"
+
+    def attempt() -> list[tuple] | str:
+        with psycopg.connect(tsdb_dsn) as conn:
+            try:
+                return sorted(conn.execute(delete).fetchall())
+            except psycopg.Error as exc:
+                return exc.diag.message_primary or str(exc)
+            finally:
+                conn.rollback()
+
+    assert attempt() == ("attempted to delete invisible tuple" if server_under_test() == "embedded"
+                         else [(-2.0,), (-1.0,)])
+    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    assert attempt() == [(-2.0,), (-1.0,)]

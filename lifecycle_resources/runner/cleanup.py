@@ -23,6 +23,23 @@ from ..reconcile.cleanup import has_registry
 from .execute import _one
 
 
+# TimescaleDB's error for a DELETE on a partially compressed chunk whose rows an earlier DML decompressed into
+# its uncompressed part: seen on the embedded server's 2.23.0-dev with a DELETE .. RETURNING (the quarantine
+# needs it) of two or more rows within the chunk's time range, not on 2.26. Recompressing the chunk clears it.
+INVISIBLE_TUPLE = "attempted to delete invisible tuple"
+# The partially compressed chunks (status bit 8) of the rule's table within one slice's range.
+PARTIAL_CHUNKS = """
+SELECT format('%%I.%%I', c.chunk_schema, c.chunk_name) AS chunk
+  FROM timescaledb_information.chunks c
+  JOIN _timescaledb_catalog.chunk k ON k.schema_name = c.chunk_schema AND k.table_name = c.chunk_name
+ WHERE format('%%I.%%I', c.hypertable_schema, c.hypertable_name)::regclass
+       = to_regclass((lifecycle._cleanup_rule(%s)).hypertable)
+   AND k.status & 8 = 8
+   AND coalesce(c.range_start::text, c.range_start_integer::text) IS NOT DISTINCT FROM %s
+   AND coalesce(c.range_end::text, c.range_end_integer::text) IS NOT DISTINCT FROM %s
+ ORDER BY 1"""
+
+
 class CleanupRun(BaseModel):
     """One lifecycle.cleanup_operations row: a run (or dry run) of a rule, or a restore of its quarantine."""
 
@@ -52,7 +69,9 @@ class CleanupRun(BaseModel):
             text = f"{self.rows_deleted} rows deleted{chunks}"
         else:
             text = f"{self.rows_quarantined} rows moved to quarantine{chunks}"
-        return f"FAILED after {text}: {self.error}" if self.status == "failed" else text
+        if self.status == "failed":
+            return f"FAILED after {text}: {self.error}"
+        return f"{text} ({self.error})" if self.error else text
 
 def rule_names(conn: psycopg.Connection) -> list[str]:
     if not has_registry(conn):
@@ -85,30 +104,63 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], rule: st
     dry_run = action is None
     op = uuid.uuid4()
     figures = {"matched": 0, "removed": 0, "quarantined": 0, "chunks": 0}
-    status, error = "dry_run" if dry_run else "succeeded", None
+    status, error, notes = "dry_run" if dry_run else "succeeded", None, []
     slices = cur.execute("SELECT range_from, range_to FROM lifecycle._cleanup_slices(%s)", (rule,)).fetchall()
     for piece in slices:
         try:
-            with conn.transaction():  # one short transaction per chunk: what is done stays done
-                if dry_run:
-                    figures["matched"] += _one(cur.execute(
-                        "SELECT lifecycle.count_cleanup_matches(%s, %s, %s) AS n",
-                        (rule, piece["range_from"], piece["range_to"])))["n"]
-                else:
-                    done = _one(cur.execute("SELECT * FROM lifecycle._cleanup_slice(%s, %s, %s, %s)",
-                                            (rule, op, piece["range_from"], piece["range_to"])))
-                    figures["removed"] += done["removed"]
-                    figures["quarantined"] += done["quarantined"]
+            try:
+                _slice(conn, cur, rule, op, piece, figures, dry_run)
+            except psycopg.Error as exc:
+                merged = _recompress_after(conn, cur, rule, piece, exc) if not dry_run else []
+                if not merged:
+                    raise
+                notes.append(f"recompressed the partially compressed chunk {', '.join(merged)} after "
+                             f"'{INVISIBLE_TUPLE}' and retried it")
+                _slice(conn, cur, rule, op, piece, figures, dry_run)
         except psycopg.Error as exc:
             status, error = "failed", (exc.diag.message_primary or str(exc)).strip()
             break
         figures["chunks"] += 1
     if not dry_run:
         figures["matched"] = figures["removed"]
+    # A run that recovered says so in its record (error stays NULL only for a run that needed nothing).
+    error = "; ".join([*notes, *([error] if error else [])]) or None
     return _one(cur.execute(
         "SELECT * FROM lifecycle._record_cleanup(lifecycle._cleanup_rule(%(rule)s), %(op)s, %(action)s, %(status)s, "
         "%(error)s, %(matched)s, %(removed)s, %(quarantined)s, 0, %(chunks)s, %(dry)s)",
         {"rule": rule, "op": op, "action": action, "dry": dry_run, "status": status, "error": error, **figures}))
+
+
+def _slice(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], rule: str, op: uuid.UUID,
+           piece: dict[str, Any], figures: dict[str, int], dry_run: bool) -> None:
+    """One chunk's work in a short transaction of its own (what is done stays done); adds to figures."""
+    with conn.transaction():
+        if dry_run:
+            figures["matched"] += _one(cur.execute(
+                "SELECT lifecycle.count_cleanup_matches(%s, %s, %s) AS n",
+                (rule, piece["range_from"], piece["range_to"])))["n"]
+        else:
+            done = _one(cur.execute("SELECT * FROM lifecycle._cleanup_slice(%s, %s, %s, %s)",
+                                    (rule, op, piece["range_from"], piece["range_to"])))
+            figures["removed"] += done["removed"]
+            figures["quarantined"] += done["quarantined"]
+
+
+def _recompress_after(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], rule: str,
+                      piece: dict[str, Any], exc: psycopg.Error) -> list[str]:
+    """After TimescaleDB's 'attempted to delete invisible tuple' (its DML on a partially compressed chunk
+    whose rows an earlier DELETE decompressed), merges the slice's partially compressed chunks as the
+    compression policy would (compress_chunk on a partial chunk recompresses it, every row kept); their
+    names, empty when the error is another one or no such chunk is in the slice (nothing done then)."""
+    if (exc.diag.message_primary or "").strip() != INVISIBLE_TUPLE:
+        return []
+    with conn.transaction():
+        partial = [r["chunk"] for r in cur.execute(PARTIAL_CHUNKS, (rule, piece["range_from"], piece["range_to"]))]
+        for chunk in partial:
+            # 005's helper: the extension's own schema, under the table's lock (this session holds it already).
+            cur.execute("SELECT lifecycle._compress_chunk(to_regclass((lifecycle._cleanup_rule(%s)).hypertable), "
+                        "%s::regclass)", (rule, chunk))
+    return partial
 
 
 def restore(conn: psycopg.Connection, rule: str) -> dict[str, Any]:
