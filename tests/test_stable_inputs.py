@@ -65,8 +65,10 @@ def test_stable_inputs_policy_and_a_change_by_hand_still_shows(tsdb_dsn: str, sc
                                                                window: dict[str, str]) -> None:
     table = hypertable(tsdb_dsn, schema, compress=True)
     p = make(cls, dsn=tsdb_dsn)
+    # One name per test: where another test installed the lifecycle schema, the policy is registered, and a
+    # name is one kind of policy per stack.
     news = {"hypertable": table, **window, "allow_drop_before_compress": False, "adopt": False,
-            "resource_name": "policy", "peers": {"time_column": "ts", **window}}
+            "resource_name": f"{schema}-policy", "peers": {"time_column": "ts", **window}}
     again, refreshed = settled(p, table, news)
     assert again == refreshed
     job = sql_run(tsdb_dsn, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s",
