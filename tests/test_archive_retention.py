@@ -110,7 +110,15 @@ def chunk_ranges(dsn: str, schema: str) -> dict[str, tuple]:
 
 @pytest.mark.integration
 def test_runner_archived_policy_archives_then_drops_and_rows_restore(tsdb_dsn: str, lifecycle_schema: None,
-                                                                     schema: str, tmp_path: Path) -> None:
+                                                                     schema: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifecycle_resources.runner.archive import export
+
+    # The run's exporter is given the DSN: where the server takes a second connection, rows come through ADBC.
+    exporters: list[str | None] = []
+    real_init = export.Exporter.__init__
+    monkeypatch.setattr(export.Exporter, "__init__",
+                        lambda self, dsn=None: (exporters.append(dsn), real_init(self, dsn))[1])
     rel = make_ticks(tsdb_dsn, schema)
     where = before_expiring_end(tsdb_dsn, schema, "10 days")
     original = rows_text(tsdb_dsn, rel, where)
@@ -124,6 +132,7 @@ def test_runner_archived_policy_archives_then_drops_and_rows_restore(tsdb_dsn: s
     [run] = manager.run(policy=policy, stack=f"proj/{schema}")
     assert (run.status, run.error, run.chunks_affected) == ("succeeded", None, len(old))
     assert run.describe().startswith(f"{len(old)} chunks archived to cold, verified and dropped"), run.describe()
+    assert exporters == [tsdb_dsn]
     assert expiring(tsdb_dsn, schema) == []
     [(details,)] = sql_run(tsdb_dsn, "SELECT details FROM lifecycle.lifecycle_executions WHERE policy_name = %s "
                                      "AND NOT dry_run", (policy,))

@@ -40,9 +40,11 @@ def _step() -> Iterator[None]:
         raise _Failure(exc) from exc
 
 
-def execute(conn: psycopg.Connection, name: str, stack: str | None, dry_run: bool) -> dict[str, Any]:
+def execute(conn: psycopg.Connection, name: str, stack: str | None, dry_run: bool,
+            dsn: str | None = None) -> dict[str, Any]:
     """Run the live declaration `name` (of `stack`, when several stacks declare it) on an autocommit
-    connection; return the lifecycle_executions row recorded. Unknown, removed or ambiguous names raise."""
+    connection; return the lifecycle_executions row recorded. Unknown, removed or ambiguous names raise.
+    `dsn`: an archiving retention exports its chunks through a second connection of its own (ADBC)."""
     cur = conn.cursor(row_factory=dict_row)
     key = _one(cur.execute("SELECT project, stack, policy_name, kind, parameters, registered_at, hypertable "
                            "FROM lifecycle._declaration(%s, %s)", (name, stack)))
@@ -51,14 +53,14 @@ def execute(conn: psycopg.Connection, name: str, stack: str | None, dry_run: boo
     lock = f"lifecycle:{key['hypertable']}"
     cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
     try:
-        return _run(conn, cur, key, dry_run)
+        return _run(conn, cur, key, dry_run, dsn)
     finally:
         with suppress(psycopg.Error):  # a broken connection has released it already
             cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
 
 
 def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dict[str, Any],
-         dry_run: bool) -> dict[str, Any]:
+         dry_run: bool, dsn: str | None) -> dict[str, Any]:
     started = _one(cur.execute("SELECT clock_timestamp() AS t"))["t"]
     window_key = "drop_after" if key["kind"] == "retention" else "compress_after"
     details: dict[str, Any] = {"registered_at": key["registered_at"].isoformat(),
@@ -78,7 +80,7 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
         figures["rows_before"], figures["bytes_before"] = plan["rows_before"], plan["bytes_before"]
         if store is not None:  # archive, verify, then drop: never TimescaleDB's drop_chunks
             with _step():
-                archived = archive_retention.run(conn, key, plan["cutoff"], dry_run)
+                archived = archive_retention.run(conn, key, plan["cutoff"], dry_run, dsn)
             done = archived.dropped
             details.update({"chunks": done, **archived.details(store)})
             if archived.error:

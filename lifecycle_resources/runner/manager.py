@@ -152,7 +152,7 @@ class DataLifecycleManager:
             if progress:
                 progress(i, len(chosen), status, None)
             with connect(self._dsn) as conn:
-                row = execute.execute(conn, status.policy_name, status.stack or "", dry_run)
+                row = execute.execute(conn, status.policy_name, status.stack or "", dry_run, dsn=self._dsn)
             execution = Execution.model_validate(row)
             results.append(execution)
             if progress:

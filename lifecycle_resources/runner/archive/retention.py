@@ -45,8 +45,10 @@ def store_of(conn: psycopg.Connection, key: dict[str, Any]) -> tuple[str, Any]:
     return name, open_store(record.url, endpoint_url=record.endpoint_url, region=record.region)
 
 
-def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run: bool) -> ArchivedRun:
-    """Archive then drop (dry run: list) the expiring chunks of the declaration's table."""
+def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run: bool,
+        dsn: str | None = None) -> ArchivedRun:
+    """Archive then drop (dry run: list) the expiring chunks of the declaration's table; with `dsn`, exported
+    through ADBC where the server takes a second connection (archiver.archive_on)."""
     table, _ = hypertable_label(conn, key["hypertable"])
     chunks = expiring_chunks(conn, table, older_than)
     done = ArchivedRun(held=[c["chunk"] for c in chunks if c["held"]])
@@ -57,6 +59,6 @@ def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run:
     problem = store.probe()
     if problem:
         raise LifecycleError(f"archive store {store.url} is not reachable: {problem}; nothing archived or dropped")
-    done.results = archive_on(conn, key["hypertable"], older_than, store)
+    done.results = archive_on(conn, key["hypertable"], older_than, store, dsn=dsn)
     done.dropped = [r.chunk for r in done.results if r.state == "dropped"]
     return done
