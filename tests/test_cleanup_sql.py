@@ -441,6 +441,25 @@ def test_cleanup_sql_rows_fixed_after_the_dry_run_are_kept(tables: Tables) -> No
     assert done.rows_quarantined == counted - 1 and tables.count("symbol = 'FIXED'") == 1
 
 
+def compressed_ticks_with_a_rule(dsn: str, schema: str) -> tuple[str, str, str]:
+    """A compressed hypertable, a quarantining rule over price and volume (no batch can be skipped, so a run's
+    DELETE decompresses a whole chunk), and the INSERT of two bad rows into one chunk: (table, rule, insert)."""
+    table, rule = f'"{schema}".ticks', f"{schema}-bad-ticks"
+    sql_run(dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, symbol text NOT NULL, "
+                 "price double precision NOT NULL, volume double precision NOT NULL)")
+    sql_run(dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
+    sql_run(dsn, f"INSERT INTO {table} SELECT '2026-01-01'::timestamptz + g * interval '30 seconds', "
+                 "'S' || (g % 12), 100 + g % 7, 100 FROM generate_series(1, 3000) g")
+    sql_run(dsn, f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', "
+                 "timescaledb.compress_orderby = 'ts DESC')")
+    sql_run(dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
+    one(dsn, "SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', %s::jsonb, 'quarantine', '', '') AS r",
+        (rule, f"{schema}.ticks", json.dumps({"checks": [{"column": "price", "check": "finite_positive"},
+                                                         {"column": "volume", "check": "range", "min": 0}]})))
+    return table, rule, (f"INSERT INTO {table} VALUES ('2026-01-01 12:00', 'S1', 'NaN', 100), "
+                         "('2026-01-01 12:00', 'S2', -1, 100)")
+
+
 def test_cleanup_runner_second_run_over_a_chunk_its_first_run_decompressed(tsdb_dsn: str, lifecycle_schema: None,
                                                                            schema: str) -> None:
     """The demo run twice: a first run's DELETE decompresses a whole compressed chunk (no batch can be skipped
@@ -448,19 +467,7 @@ def test_cleanup_runner_second_run_over_a_chunk_its_first_run_decompressed(tsdb_
     tuple'), on the embedded server's TimescaleDB 2.23.0-dev; the native one (2.26) deletes them. Either way the
     run succeeds and quarantines exactly what it removed; where TimescaleDB refused, the runner recompressed the
     partial chunk, retried, and says so."""
-    table, rule = f'"{schema}".ticks', f"{schema}-bad-ticks"
-    sql_run(tsdb_dsn, f"CREATE TABLE {table} (ts timestamptz NOT NULL, symbol text NOT NULL, "
-                      "price double precision NOT NULL, volume double precision NOT NULL)")
-    sql_run(tsdb_dsn, "SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (table,))
-    sql_run(tsdb_dsn, f"INSERT INTO {table} SELECT '2026-01-01'::timestamptz + g * interval '30 seconds', "
-                      "'S' || (g % 12), 100 + g % 7, 100 FROM generate_series(1, 3000) g")
-    sql_run(tsdb_dsn, f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', "
-                      "timescaledb.compress_orderby = 'ts DESC')")
-    sql_run(tsdb_dsn, "SELECT compress_chunk(c) FROM show_chunks(%s::regclass) c", (table,))
-    one(tsdb_dsn, "SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', %s::jsonb, 'quarantine', '', '') AS r",
-        (rule, f"{schema}.ticks", json.dumps({"checks": [{"column": "price", "check": "finite_positive"},
-                                                         {"column": "volume", "check": "range", "min": 0}]})))
-    bad = f"INSERT INTO {table} VALUES ('2026-01-01 12:00', 'S1', 'NaN', 100), ('2026-01-01 12:00', 'S2', -1, 100)"
+    table, rule, bad = compressed_ticks_with_a_rule(tsdb_dsn, schema)
     manager = DataLifecycleManager(tsdb_dsn)
 
     def table_rows() -> list[str]:
@@ -491,6 +498,34 @@ def test_cleanup_runner_second_run_over_a_chunk_its_first_run_decompressed(tsdb_
                           "ORDER BY 1").format(sql.Identifier(schema)), (rule, rule))]
     assert quarantined == removed and len(removed) == 2
     assert manager.cleanup(rule)[0].describe() == "0 rows moved to quarantine in 2 chunks"
+
+
+def test_cleanup_sql_second_run_over_a_chunk_its_first_run_decompressed(tsdb_dsn: str, lifecycle_schema: None,
+                                                                        schema: str) -> None:
+    """The same, through the SQL function execute_cleanup_operation (one transaction): where the embedded
+    server's TimescaleDB 2.23 refuses the second run's DELETE ('attempted to delete invisible tuple'), it
+    recompresses the partial chunk and retries, as the runner does (011), instead of recording a failed run."""
+    table, rule, bad = compressed_ticks_with_a_rule(tsdb_dsn, schema)
+    run = "SELECT * FROM lifecycle.execute_cleanup_operation(%s, false)"
+    sql_run(tsdb_dsn, bad)
+    first = one(tsdb_dsn, run, (rule,))
+    assert (first["status"], first["rows_quarantined"], first["error"]) == ("succeeded", 2, None), first
+    sql_run(tsdb_dsn, bad)
+
+    second = one(tsdb_dsn, run, (rule,))
+
+    assert (second["status"], second["rows_deleted"], second["rows_quarantined"]) == ("succeeded", 2, 2), second
+    if server_under_test() == "embedded":
+        assert second["error"].startswith("recompressed the partially compressed chunk "), second
+        assert second["error"].endswith(" after 'attempted to delete invisible tuple' and retried it"), second
+    else:
+        assert second["error"] is None, second
+    assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {table} WHERE price <= 0 OR price = 'NaN'") == [(0,)]
+    assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {table}") == [(3000,)]
+    assert one(tsdb_dsn, "SELECT count(*) AS n FROM lifecycle.cleanup_quarantine WHERE rule_name = %s",
+               (rule,))["n"] == 4
+    again = one(tsdb_dsn, run, (rule,))
+    assert (again["status"], again["rows_quarantined"], again["error"]) == ("succeeded", 0, None), again
 
 
 def test_cleanup_timescaledb_delete_returning_after_dml_decompression(tsdb_dsn: str, schema: str) -> None:
