@@ -5,6 +5,8 @@ cleanup`), compressed chunks included, and the preview's count (Python) agreeing
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -284,6 +286,33 @@ def test_cleanup_sql_register_update_unregister(tables: Tables) -> None:
     assert one(tables.dsn, "SELECT lifecycle.unregister_cleanup_rule(%s, '', 'a') AS r", (rule,))["r"]
     assert one(tables.dsn, "SELECT count(*) AS n FROM lifecycle.cleanup_rules WHERE rule_name = %s",
                (rule,))["n"] == 0
+
+
+@pytest.mark.native_only("two sessions at once: the embedded server serves one connection at a time")
+def test_cleanup_sql_register_refuses_a_name_another_stack_registers_at_once(tsdb_dsn: str, lifecycle_schema: None,
+                                                                              schema: str) -> None:
+    """Rule names are unique per database. Stack b registers a name while stack a's registration of it is not yet
+    committed (two tables, so two table locks: nothing else orders them): b waits for a, then is refused naming
+    a, and a's rule stays as a declared it (010 rewrote it with b's rule, under a's stack: one shared record)."""
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".a (ts timestamptz NOT NULL, price float8)')
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".b (ts timestamptz NOT NULL, price float8)')
+    rule, spec = f"race-{schema}", json.dumps({"checks": [{"column": "price", "check": "finite"}]})
+    register = "SELECT lifecycle.register_cleanup_rule(%s, %s, 'invalid', %s::jsonb, 'quarantine', '', %s) AS r"
+    with psycopg.connect(tsdb_dsn) as first, ThreadPoolExecutor(1) as pool:
+        first.execute(register, (rule, f"{schema}.a", spec, "a"))
+        second = pool.submit(one, tsdb_dsn, register, (rule, f"{schema}.b", spec, "b"))
+        waiting = 0
+        for _ in range(300):
+            waiting = one(tsdb_dsn, "SELECT count(*) AS n FROM pg_locks WHERE NOT granted")["n"]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting, "stack b's registration should wait for stack a's"
+        first.commit()
+        with pytest.raises(psycopg.Error, match=f"cleanup rule '{rule}' is declared by stack a, not b"):
+            second.result(timeout=60)
+    assert one(tsdb_dsn, "SELECT hypertable, stack FROM lifecycle.cleanup_rules WHERE rule_name = %s",
+               (rule,)) == {"hypertable": f"{schema}.a", "stack": "a"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@
 -- * Now the slice is retried once after its partially compressed chunks are recompressed, inside the run's
 --   transaction (the failed attempt is rolled back to its savepoint first); the run's record says so in `error`,
 --   as the runner's does. Any other error, or the same error again, fails the run as before.
+-- * register_cleanup_rule: rule names are unique per database. Two stacks registering one name at once (on
+--   different tables, so under different table locks) both found no row, and the second's INSERT .. ON CONFLICT
+--   then rewrote the first's rule under the first's stack: one record silently shared. Now only a row of the
+--   same stack is updated; the second is refused, naming the other stack, as a sequential one always was.
 -- Every function sets search_path = pg_catalog, pg_temp. Safe to run again.
 
 -- The partially compressed chunks (status bit 8) of the rule's table within one slice's range, recompressed;
@@ -126,3 +130,41 @@ COMMENT ON FUNCTION lifecycle.execute_cleanup_operation(text, boolean) IS
     'default) removes the rows it matches, chunk by chunk, into lifecycle.cleanup_quarantine unless the rule''s '
     'action is delete; a chunk TimescaleDB refuses with ''attempted to delete invisible tuple'' is recompressed and '
     'retried once (said in error). No argument is executed as SQL. Logs one lifecycle.cleanup_operations row.';
+
+-- Records (or replaces) a rule, refusing one that cannot be composed or that another stack declares (also
+-- when that stack registered it concurrently); true when it changed.
+CREATE OR REPLACE FUNCTION lifecycle.register_cleanup_rule(
+    p_rule_name text, p_hypertable text, p_kind text, p_spec jsonb, p_action text DEFAULT 'quarantine',
+    p_project text DEFAULT '', p_stack text DEFAULT '')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_rule lifecycle.cleanup_rules;
+    v_old  lifecycle.cleanup_rules;
+BEGIN
+    v_rule := ROW(p_rule_name, p_hypertable, p_kind, p_spec, coalesce(p_action, 'quarantine'),
+                  coalesce(p_project, ''), coalesce(p_stack, ''), now())::lifecycle.cleanup_rules;
+    PERFORM lifecycle._cleanup_condition(v_rule);
+    SELECT * INTO v_old FROM lifecycle.cleanup_rules r WHERE r.rule_name = p_rule_name FOR UPDATE;
+    IF FOUND AND (v_old.hypertable, v_old.kind, v_old.spec, v_old.action, v_old.project, v_old.stack)
+                 IS NOT DISTINCT FROM (v_rule.hypertable, v_rule.kind, v_rule.spec, v_rule.action, v_rule.project,
+                                       v_rule.stack) THEN
+        RETURN false;
+    END IF;
+    -- The row of another stack is never rewritten: not when it was there before (FOUND above), nor when its
+    -- INSERT committed while this one waited on it (ON CONFLICT then sees it, the WHERE skips it).
+    INSERT INTO lifecycle.cleanup_rules SELECT v_rule.*
+    ON CONFLICT (rule_name) DO UPDATE SET hypertable = EXCLUDED.hypertable, kind = EXCLUDED.kind,
+        spec = EXCLUDED.spec, action = EXCLUDED.action, registered_at = EXCLUDED.registered_at
+        WHERE (cleanup_rules.project, cleanup_rules.stack) = (EXCLUDED.project, EXCLUDED.stack);
+    IF NOT FOUND THEN
+        SELECT * INTO v_old FROM lifecycle.cleanup_rules r WHERE r.rule_name = p_rule_name;
+        RAISE EXCEPTION 'lifecycle: cleanup rule % is declared by stack %, not %', quote_literal(p_rule_name),
+            lifecycle._stack_label(v_old.project, v_old.stack), lifecycle._stack_label(v_rule.project, v_rule.stack)
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN true;
+END
+$fn$;
