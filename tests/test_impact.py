@@ -3,6 +3,10 @@ statistics only, checked against tables whose content is known."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
 import pytest
 
 from lifecycle_resources import CompressionPolicyProvider, RetentionPolicyProvider
@@ -174,3 +178,36 @@ def test_impact_retention_integer_time(tsdb_dsn: str, lifecycle_schema: None, sc
     assert abs(found.rows - rows) <= 0.02 * rows
     assert isinstance(found.oldest, int) and isinstance(found.newest, int) and found.newest - found.oldest == 864000
     assert f"of {schema}.events ({found.oldest} to {found.newest}): ~" in found.drop_text()
+
+
+@pytest.mark.native_only("two sessions at once: the embedded server serves one connection at a time")
+@pytest.mark.parametrize("analyze", [True, False])
+def test_impact_retention_while_a_run_drops_the_chunks(tsdb_dsn: str, lifecycle_schema: None, schema: str,
+                                                        analyze: bool) -> None:
+    """A preview measures while `lifecycle run` (or TimescaleDB's retention job) drops the chunks it lists: its
+    snapshot still lists them, its size and row estimates wait for the dropper's lock and then find them gone.
+    Ordered for certain: the drop is made and held uncommitted, the measure starts and waits, the drop commits.
+    The measure then counts what is left (it failed: 'could not open relation with OID', and the preview with
+    it: the flaky test_native_runner_beside_up_on_one_table)."""
+    table = known_table(tsdb_dsn, schema, analyze=analyze)
+    dropper = psycopg.connect(tsdb_dsn)
+    try:
+        dropped = dropper.execute("SELECT count(*) FROM drop_chunks(%s::regclass, older_than => interval '15 days')",
+                                  (f'"{schema}".ticks',)).fetchone()[0]
+        assert dropped >= 4
+        with ThreadPoolExecutor(1) as pool:
+            measuring = pool.submit(measured, tsdb_dsn, table, "10 days")
+            waiting = 0
+            for _ in range(300):
+                waiting = sql_run(tsdb_dsn, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0]
+                if waiting or measuring.done():
+                    break
+                time.sleep(0.1)
+            assert waiting, "the measure should wait for the dropper's lock"
+            dropper.commit()
+            found = measuring.result(timeout=60)
+    finally:
+        dropper.close()
+    assert (found.chunks, found.total_chunks) == (truth(tsdb_dsn, table, "10 days")[0],
+                                                 len(sql_run(tsdb_dsn, "SELECT show_chunks(%s::regclass)",
+                                                             (f'"{schema}".ticks',))))

@@ -6,6 +6,7 @@ are seen waiting in pg_locks, then lets them all go at once."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import threading
 import time
@@ -107,11 +108,22 @@ def test_native_runner_beside_up_on_one_table(tmp_path: Path, pulumi_home: Path,
             assert wait(1, 120) >= 1, "the runner should be waiting on the locked table"
             wait(2, 10)  # `up` too, when it touches the table itself
         result, ran = up.result(), run.result()
-        assert result.code == 0, result
-        assert ran.returncode == 0, ran.stdout + ran.stderr
-        assert "2 policies run" in ran.stdout and "0 failed" in ran.stdout, ran.stdout
         after = jobs(tsdb_dsn, schema)
-        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}  # same jobs
+
+        def seen() -> str:
+            """Everything both sides said, for whichever check fails: pulumi's whole output (its diagnostics carry
+            the provider's errors), the stack's pending operations, the runner's output, every job on the table."""
+            state = json.loads(s.run("stack", "export").out or "{}").get("deployment", {})
+            every = sql_run(tsdb_dsn, "SELECT job_id, proc_name, config FROM timescaledb_information.jobs "
+                                      "WHERE hypertable_schema = %s ORDER BY 1", (schema,))
+            return (f"pulumi up: {result}\n--- pending operations: {state.get('pending_operations')}\n"
+                    f"--- lifecycle run: exit {ran.returncode}\n{ran.stdout}{ran.stderr}\n"
+                    f"--- jobs before: {before}\n--- jobs now: {every}")
+
+        assert result.code == 0, seen()
+        assert ran.returncode == 0, seen()
+        assert "2 policies run" in ran.stdout and "0 failed" in ran.stdout, seen()
+        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}, seen()  # same jobs
         assert after["policy_compression"][2]["compress_after"] == "2 days"
         assert after["policy_retention"][2]["drop_after"] == "25 days"
         compressed = sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.chunks WHERE "
@@ -148,3 +160,40 @@ def test_native_connection_cut_mid_up_converges(tmp_path: Path, pulumi_home: Pat
             assert sql_run(dsn, "SELECT count(*) FROM cut.ticks") == [(4000,)]
         finally:
             s.cleanup()
+
+
+def test_native_up_while_a_run_drops_the_chunks_it_measures(tmp_path: Path, pulumi_home: Path, tsdb_dsn: str,
+                                                             schema: str, lifecycle_schema: None) -> None:
+    """What made test_native_runner_beside_up_on_one_table flaky, in order for certain: `lifecycle run`'s retention
+    drops chunks while `up` measures, at check, what the changed drop_after will drop. The drop is made and held
+    uncommitted, `up` starts and its measure waits for the dropper's lock, the drop commits. The measure found the
+    chunks it listed gone ('relation .. does not exist'): the RetentionPolicy errored, its job unchanged."""
+    make_table(tsdb_dsn, schema)
+    table = f"{schema}.ticks"
+    s = stack_on(tmp_path, pulumi_home, tsdb_dsn, "drops", table)
+    try:
+        s.up()
+        before = jobs(tsdb_dsn, schema)
+        s.set("test:drop_after", "25 days")
+        dropper = psycopg.connect(tsdb_dsn)
+        try:
+            dropped = dropper.execute("SELECT count(*) FROM drop_chunks(%s::regclass, older_than => interval '22 days')",
+                                      (table,)).fetchone()
+            assert dropped and dropped[0] > 0
+            with ThreadPoolExecutor(1) as pool:
+                up = pool.submit(s.up, check=False)
+                deadline = time.monotonic() + 120
+                while waiting_backends(tsdb_dsn, dropper.info.backend_pid) < 1 and not up.done():
+                    assert time.monotonic() < deadline, "`up` should wait for the dropper's lock"
+                    time.sleep(0.2)
+                dropper.commit()
+                result = up.result()
+        finally:
+            dropper.close()
+        assert result.code == 0, str(result)
+        after = jobs(tsdb_dsn, schema)
+        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}, (before, after)
+        assert after["policy_retention"][2]["drop_after"] == "25 days"
+        assert s.preview("--refresh", "--expect-no-changes").code == 0
+    finally:
+        s.cleanup()

@@ -93,7 +93,9 @@ _INTEGER_TYPES = {"smallint": "smallint", "integer": "integer", "bigint": "bigin
 _QUERY = """
 WITH acted AS (SELECT c::regclass AS c FROM {show_chunks}({table}::regclass, older_than => {window}) c),
      per AS MATERIALIZED (
-         SELECT {rows}(k.oid::regclass) AS rows,
+         -- A chunk dropped (by a run, a retention job) while this snapshot lists it: pg_relation_size waits for
+         -- the dropper's lock, then says NULL; the estimators would fail on the vanished relation.
+         SELECT CASE WHEN pg_relation_size(k.oid) IS NOT NULL THEN {rows}(k.oid::regclass) END AS rows,
                 pg_total_relation_size(k.oid) + coalesce(pg_total_relation_size(z.oid), 0) AS bytes,
                 {range_start} AS range_start, {range_end} AS range_end,
                 a.c IS NOT NULL AND {due} AS acted
@@ -115,6 +117,7 @@ SELECT count(*) FILTER (WHERE acted), coalesce(sum(rows) FILTER (WHERE acted), 0
        coalesce(sum(bytes) FILTER (WHERE acted), 0)::bigint, count(*), coalesce(sum(rows), 0)::bigint,
        coalesce(sum(bytes), 0)::bigint, min(range_start) FILTER (WHERE acted), max(range_end) FILTER (WHERE acted)
   FROM per
+ WHERE bytes IS NOT NULL  -- not a chunk dropped meanwhile
 """
 
 
