@@ -424,7 +424,8 @@ def test_cleanup_sql_migration_010_upgrades_a_compressed_cleanup_operations_hype
         sql_run(dsn, "SELECT compress_chunk(c) FROM show_chunks('lifecycle.cleanup_operations') c")
         with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
             planned = migrations.plan(every, migrations.applied(conn))
-            assert [m.version for m in planned.pending] == [10] and not planned.problems
+            assert [m.version for m in planned.pending] == [m.version for m in every if m.version >= 10]
+            assert not planned.problems
             migrations.apply(conn, planned.pending)
         sql_run(dsn, "CREATE TABLE public.t (ts timestamptz NOT NULL, v int)")
         sql_run(dsn, "INSERT INTO public.t VALUES (now(), NULL), (now(), 1)")
