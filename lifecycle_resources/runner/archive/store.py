@@ -188,9 +188,13 @@ class S3Store(ArchiveStore):
         return StoreError(f"{self.location(key)}: {action} failed: {text}")
 
     @staticmethod
-    def _missing(exc: Exception) -> bool:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        return code in {"404", "NoSuchKey", "NotFound"}
+    def _code(exc: Exception) -> str:
+        """S3's error code; "" for a failure without a response (a connection refused, cut or timed out: its
+        `response` is None)."""
+        return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+    def _missing(self, exc: Exception) -> bool:
+        return self._code(exc) in {"404", "NoSuchKey", "NotFound"}
 
     def put_file(self, key: str, path: Path) -> None:
         try:
@@ -202,8 +206,7 @@ class S3Store(ArchiveStore):
         try:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
         except Exception as exc:  # noqa: BLE001
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+            if self._code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
                 return False
             raise self._fail("write", key, exc) from None
         return True
