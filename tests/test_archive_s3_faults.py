@@ -1,9 +1,10 @@
 """The storage server stopped in the middle of one object's multipart upload (a real TCP proxy in front of
 moto's S3 server stops it once the first part is received), then restarted: the run fails for that chunk and
-drops nothing; the rerun converges with every row archived exactly once."""
+drops nothing; the rerun converges with every row archived exactly once; gc aborts the abandoned upload."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,16 @@ def test_s3_server_stopped_mid_multipart_upload_fails_the_chunk_then_converges(
                                                       into=f"{schema}.back", endpoint_url=s3_server.url)
     assert sum(r.rows_loaded for r in restored) == len(original) == BIG_ROWS + 20
     assert rows_text(tsdb_dsn, f'"{schema}".back') == original
+
+    # gc aborts the abandoned upload (and only that); the archive still verifies.
+    gc = lifecycle(tsdb_dsn, "archive", "gc", "--table", f"{schema}.big", "--grace", "0",
+                   "--endpoint-url", s3_server.url, env=tmpdir_env)
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert gc.stdout.splitlines()[0].startswith(f"aborted: incomplete upload of {url}/{key}"), gc.stdout
+    assert [u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == []
+    assert S3Store(bucket, "cold", endpoint_url=s3_server.url).keys() == keys
+    assert sql_run(tsdb_dsn, "SELECT kind, action FROM lifecycle.archive_gc WHERE store_url = %s", (url,)) == \
+        [("upload", "aborted")]
+    verify = lifecycle(tsdb_dsn, "archive", "verify", "--table", f"{schema}.big", "--endpoint-url", s3_server.url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert os.listdir(tmpdir_env["TMPDIR"]) == []  # no run left a scratch directory behind

@@ -7,8 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from lifecycle_resources.runner.archive.workdir import scratch, sweep
 from tests.conftest import REPO
@@ -18,10 +21,8 @@ _KILLED = ("import os, signal, sys\nfrom lifecycle_resources.runner.archive.work
            "    os.kill(os.getpid(), signal.SIGKILL)\n")
 
 
-def test_unit_scratch_names_its_pid_and_is_removed_on_exit(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unit_scratch_names_its_pid_and_is_removed_on_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR
     with scratch("lifecycle-archive-") as d:
         assert d.parent == tmp_path and d.name.startswith(f"lifecycle-archive-{os.getpid()}-")
