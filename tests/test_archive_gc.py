@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +21,15 @@ from lifecycle_resources.runner.manager import DataLifecycleManager
 from tests.archive_helpers import before_expiring_end, chunks, lifecycle, make_ticks, rows_text
 from tests.conftest import sql_run
 from tests.test_archive_s3 import S3Server, bucket, s3_server  # noqa: F401 - fixtures
+
+@pytest.fixture(autouse=True)
+def own_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gc sweeps the temp dir: this test's own, never the machine's /tmp (other runs use it meanwhile)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR
+
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
 OLD = NOW - timedelta(hours=2)
@@ -143,6 +153,32 @@ def test_archive_gc_skips_a_table_an_archive_run_holds(tsdb_dsn: str, lifecycle_
     assert f"{table}/stray.parquet" in store.keys()
     free = DataLifecycleManager(tsdb_dsn).archive_gc(table, grace="0")
     assert [(c.garbage.key, c.action) for c in free.items] == [(f"{table}/stray.parquet", "deleted")]
+
+
+@pytest.mark.integration
+def test_archive_gc_removes_scratch_directories_of_killed_runs(tsdb_dsn: str, lifecycle_schema: None) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.test_archive_workdir import _KILLED
+
+    tmp = Path(tempfile.gettempdir())
+    assert subprocess.run([sys.executable, "-c", _KILLED], cwd=REPO).returncode == -signal.SIGKILL
+    [killed] = tmp.iterdir()
+    old, young = tmp / "lifecycle-archive-0ld0ld00", tmp / "lifecycle-verify-y0ung000"  # earlier versions'
+    old.mkdir()
+    young.mkdir()
+    stamp = time.time() - 7200
+    os.utime(old, (stamp, stamp))
+
+    dry = lifecycle(tsdb_dsn, "archive", "gc", "--table", "public.none", "--dry-run")
+    assert dry.returncode == 0 and sorted(tmp.iterdir()) == sorted([killed, old, young]), dry.stdout + dry.stderr
+    done = lifecycle(tsdb_dsn, "archive", "gc", "--table", "public.none", "--grace", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("removed")) == [
+        f"removed the scratch directory of a killed run: {p}" for p in sorted([killed, old])]
+    assert list(tmp.iterdir()) == [young]  # an earlier version's run may still use it: kept for an hour
 
 
 @pytest.mark.integration

@@ -33,6 +33,7 @@ from .store import ArchiveStore, PendingUpload, StoredObject
 from .workdir import sweep
 
 _DATA = ".parquet"
+_LEGACY_SCRATCH = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -191,5 +192,6 @@ def collect(dsn: str, table: str | None = None, *, grace: str | timedelta = time
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
     if not dry_run:
-        report.scratch_removed = sweep(scratch_root, legacy_age=grace.total_seconds())
+        # Earlier versions' directories carry no lock: only their age says their run is over.
+        report.scratch_removed = sweep(scratch_root, legacy_age=max(grace, _LEGACY_SCRATCH).total_seconds())
     return report
