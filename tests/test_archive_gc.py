@@ -69,8 +69,10 @@ def test_unit_gc_plan_keeps_garbage_younger_than_the_grace(young: str, kept: lis
 
 
 def test_unit_gc_plan_ignores_keys_outside_the_archive_layout_and_sorts_orphans() -> None:
-    objects = [_obj("s.t/notes.txt"), _obj("s.t/x.parquet.manifest.json"), _obj("s.t/y.parquet", NOW)]
-    uploads = [PendingUpload("s.t/z.parquet", OLD, "u1"), PendingUpload("s.t/w.parquet", NOW, "u2")]
+    objects = [_obj("s.t/notes.txt"), _obj("s.t/x.parquet.manifest.json"), _obj("s.t/y.parquet", NOW),
+               _obj("s.t/nested.prefix/a.parquet")]  # another store's, under s3://b/p/s.t
+    uploads = [PendingUpload("s.t/z.parquet", OLD, "u1"), PendingUpload("s.t/w.parquet", NOW, "u2"),
+               PendingUpload("s.t/deeper/v.parquet", OLD, "u3")]
     collect, keep = plan("s3://b/p", objects, uploads, set(), set(), CUTOFF)
     assert [(g.key, g.kind, g.reason) for g in collect] == [
         ("s.t/x.parquet.manifest.json", "object", "manifest without its object"),
@@ -179,6 +181,22 @@ def test_archive_gc_removes_scratch_directories_of_killed_runs(tsdb_dsn: str, li
     assert sorted(line for line in done.stdout.splitlines() if line.startswith("removed")) == [
         f"removed the scratch directory of a killed run: {p}" for p in sorted([killed, old])]
     assert list(tmp.iterdir()) == [young]  # an earlier version's run may still use it: kept for an hour
+
+
+@pytest.mark.integration
+def test_archive_gc_keeps_objects_recorded_under_another_spelling_of_the_store_url(
+        tsdb_dsn: str, lifecycle_schema: None, schema: str, tmp_path: Path) -> None:
+    make_ticks(tsdb_dsn, schema, compress=0)
+    table = f"{schema}.ticks"
+    results = archiver.archive(tsdb_dsn, table, "17 days", LocalStore(tmp_path / "s"))
+    assert len(results) >= 2 and all(r.state == "dropped" for r in results)
+    (tmp_path / "x").mkdir()
+    sql_run(tsdb_dsn, "UPDATE lifecycle.archives SET store_url = %s WHERE hypertable = %s AND chunk_name <> %s",
+            (f"file://{tmp_path}/x/../s", table, results[0].chunk))  # the same directory, spelled otherwise
+    kept = LocalStore(tmp_path / "s").keys()
+    report = DataLifecycleManager(tsdb_dsn).archive_gc(table, grace="0")
+    assert report.items == [] and LocalStore(tmp_path / "s").keys() == kept
+    assert all(problems == [] for _, problems in DataLifecycleManager(tsdb_dsn).verify_archive(table))
 
 
 @pytest.mark.integration

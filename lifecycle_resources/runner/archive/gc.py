@@ -75,12 +75,17 @@ class GcReport:
         return [c for c in self.items if c.action == "failed"]
 
 
+def _ours(key: str) -> bool:
+    """<table>/<name>: one level, as object_key writes them (a deeper key belongs to another store's prefix)."""
+    return key.count("/") == 1 and key.endswith((_DATA, _DATA + MANIFEST_SUFFIX))
+
+
 def plan(store_url: str, objects: list[StoredObject], uploads: list[PendingUpload], referenced: set[str],
          superseded: set[str], cutoff: datetime) -> tuple[list[Garbage], list[Garbage]]:
     """(collect, keep): the garbage among `objects` and `uploads`, split at `cutoff` (older: collect). Pure.
     `referenced`: the object keys lifecycle.archives names; `superseded`: keys the slices' history once named.
     Keys outside the archive's layout (<table>/<...>.parquet and its manifest) are not garbage: not ours."""
-    by_key = {o.key: o for o in objects}
+    by_key = {o.key: o for o in objects if _ours(o.key)}
     collect: list[Garbage] = []
     keep: list[Garbage] = []
     data = sorted(k for k in by_key if k.endswith(_DATA))
@@ -97,7 +102,7 @@ def plan(store_url: str, objects: list[StoredObject], uploads: list[PendingUploa
                   else "unreferenced: never recorded")
         pair = [Garbage(store_url, o.key, "object", reason, o.size, o.modified) for o in (manifest, obj) if o]
         (collect if all(g.modified < cutoff for g in pair) else keep).extend(pair)
-    for up in sorted(uploads, key=lambda u: (u.key, u.started)):
+    for up in sorted((u for u in uploads if _ours(u.key)), key=lambda u: (u.key, u.started)):
         g = Garbage(store_url, up.key, "upload", "incomplete upload", None, up.started, up)
         (collect if up.started < cutoff else keep).append(g)
     return collect, keep
@@ -150,8 +155,8 @@ def _keys(conn: psycopg.Connection, query: str, *params: str) -> set[str]:
 
 def _collect_table(conn: psycopg.Connection, store: ArchiveStore, hypertable: str, grace: timedelta,
                    dry_run: bool) -> list[Collected]:
-    referenced = _keys(conn, "SELECT object_key FROM lifecycle.archives WHERE store_url = %s AND hypertable = %s",
-                       store.url, hypertable)
+    # Any store's references count: one location may be recorded under two spellings of its URL.
+    referenced = _keys(conn, "SELECT object_key FROM lifecycle.archives WHERE hypertable = %s", hypertable)
     superseded = _keys(conn, "SELECT DISTINCT object_key FROM lifecycle.archive_metadata WHERE hypertable = %s",
                        hypertable)
     prefix = table_prefix(hypertable)
