@@ -155,8 +155,12 @@ def _keys(conn: psycopg.Connection, query: str, *params: str) -> set[str]:
 
 def _collect_table(conn: psycopg.Connection, store: ArchiveStore, hypertable: str, grace: timedelta,
                    dry_run: bool) -> list[Collected]:
-    # Any store's references count: one location may be recorded under two spellings of its URL.
-    referenced = _keys(conn, "SELECT object_key FROM lifecycle.archives WHERE hypertable = %s", hypertable)
+    # Any store's references count (one location may be recorded under two spellings of its URL), and so does
+    # any object the history says rows were dropped into: it may be their only copy, even if its current record
+    # was deleted by hand.
+    referenced = _keys(conn, "SELECT object_key FROM lifecycle.archives WHERE hypertable = %s UNION "
+                             "SELECT object_key FROM lifecycle.archive_metadata WHERE hypertable = %s AND "
+                             "state = 'dropped'", hypertable, hypertable)
     superseded = _keys(conn, "SELECT DISTINCT object_key FROM lifecycle.archive_metadata WHERE hypertable = %s",
                        hypertable)
     prefix = table_prefix(hypertable)
