@@ -141,8 +141,9 @@ def grace_of(conn: psycopg.Connection, grace: str | timedelta) -> timedelta:
 
 def _targets(conn: psycopg.Connection, table: str | None) -> list[tuple[str, str]]:
     if conn.execute("SELECT to_regclass('lifecycle.archive_gc') IS NULL").fetchone() != (False,):
-        raise LifecycleError("the lifecycle schema in this database predates 012_archive_gc.sql: run `pulumi up` "
-                             "to migrate it (LifecycleSchema) before collecting archive garbage")
+        raise LifecycleError("the lifecycle schema in this database has no lifecycle.archive_gc (its migration "
+                             "*_archive_gc.sql is pending): run `pulumi up` to migrate it (LifecycleSchema) before "
+                             "collecting archive garbage")
     label = TableName.parse(table).qualified if table else None
     rows = conn.execute("SELECT DISTINCT store_url, hypertable FROM lifecycle.archives WHERE store_url IS NOT NULL "
                         "AND (%(t)s::text IS NULL OR hypertable = %(t)s) ORDER BY 1, 2", {"t": label}).fetchall()
