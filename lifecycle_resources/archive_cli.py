@@ -66,6 +66,26 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _gc(args: argparse.Namespace) -> int:
+    from .cli import _need_dsn
+    from .runner.archive.gc import collect
+
+    report = collect(_need_dsn(args), args.table, grace=args.grace, dry_run=args.dry_run, **_options(args))
+    for item in report.items:
+        print(item.describe())
+    for table in report.skipped:
+        print(f"{table}: skipped, an archive run holds its lock (run gc again later)")
+    for path in report.scratch_removed:
+        print(f"removed the scratch directory of a killed run: {path}")
+    for error in report.errors:
+        print(f"lifecycle: archive gc: {error}", file=sys.stderr)
+    counts = {a: sum(1 for i in report.items if i.action == a) for a in
+              ("deleted", "aborted", "would delete", "would abort", "kept", "failed")}
+    print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "no garbage",
+          f"(grace {args.grace}{', dry run: nothing removed' if args.dry_run else ''})")
+    return 1 if report.failed or report.errors else 0
+
+
 def _restore(args: argparse.Namespace) -> int:
     from .cli import _need_dsn
     from .runner.progress import Steps, printed
@@ -145,6 +165,16 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     ver.add_argument("--table", default=None, help="only this hypertable (schema.table)")
     endpoint(ver)
     ver.set_defaults(func=_verify, state_dir=None)
+    gc = asub.add_parser("gc", help="delete objects no archived slice refers to (partial, superseded) and abort "
+                                    "incomplete uploads, once older than --grace; each recorded in "
+                                    "lifecycle.archive_gc")
+    add_dsn_arguments(gc)
+    gc.add_argument("--table", default=None, help="only this hypertable's objects (schema.table)")
+    gc.add_argument("--grace", default="1h", help="keep garbage younger than this interval (default 1h): a run "
+                                                  "may be about to record it")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    endpoint(gc)
+    gc.set_defaults(func=_gc, state_dir=None)
 
     res = sub.add_parser("restore", help="load archived rows of a time range into a side table (verified first)")
     add_dsn_arguments(res)

@@ -29,15 +29,20 @@ def test_archive_fault_at_each_step_converges(step: str, tsdb_dsn: str, lifecycl
     original = rows_text(tsdb_dsn, rel, where)
     first = chunks(tsdb_dsn, schema)[0]
     args = ("archive", "run", "--table", f"{schema}.ticks", "--older-than", "16 days", "--to", f"file://{tmp_path}/s")
+    tmp = tmp_path / "tmp"  # the runs' own temp dir: what a killed run leaves there is seen, and must go
+    tmp.mkdir()
 
-    crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step})
+    crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step, "TMPDIR": str(tmp)})
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    [leftover] = tmp.iterdir()
+    assert leftover.name.startswith("lifecycle-archive-") and (leftover / "export.parquet").is_file()
     assert first in chunks(tsdb_dsn, schema)  # killed before (or inside) the drop's transaction: still there
     assert rows_text(tsdb_dsn, rel, where) == original
     assert sql_run(tsdb_dsn, "SELECT state FROM lifecycle.archives WHERE chunk_name = %s", (first,)) == [(LEFT[step],)]
 
-    again = lifecycle(tsdb_dsn, *args)
+    again = lifecycle(tsdb_dsn, *args, env={"TMPDIR": str(tmp)})
     assert again.returncode == 0, again.stdout + again.stderr
+    assert list(tmp.iterdir()) == []  # the killed run's export removed, the rerun's own too
     reused = step in ("published", "verified", "dropping")  # a manifest was written: the object is reused
     assert ("reused" in again.stdout.splitlines()[0]) is reused, again.stdout
     assert rows_text(tsdb_dsn, rel, where) == []

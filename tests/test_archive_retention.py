@@ -349,11 +349,15 @@ def test_runner_archived_policy_killed_then_rerun_converges(tsdb_dsn: str, lifec
     old = expiring(tsdb_dsn, schema)
     policy = declare(tsdb_dsn, schema, store_url=f"file://{tmp_path}/cold")
     args = ("run", "--policy", policy, "--stack", f"proj/{schema}")
-    crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step})
+    tmp = tmp_path / "tmp"  # the runs' own temp dir: the killed run's export is seen there, and must go
+    tmp.mkdir()
+    crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step, "TMPDIR": str(tmp)})
     assert crashed.returncode == -signal.SIGKILL, crashed
     assert expiring(tsdb_dsn, schema) == old  # the first chunk's drop never committed
-    again = lifecycle(tsdb_dsn, *args)
+    assert [p.name.startswith("lifecycle-archive-") for p in tmp.iterdir()] == [True]
+    again = lifecycle(tsdb_dsn, *args, env={"TMPDIR": str(tmp)})
     assert again.returncode == 0, again
+    assert list(tmp.iterdir()) == []
     assert expiring(tsdb_dsn, schema) == []
     keys = LocalStore(tmp_path / "cold").keys()
     assert len([k for k in keys if k.endswith(".parquet")]) == len(old)

@@ -8,7 +8,7 @@ error, if it fails) whatever happens. Only live declarations run: a policy remov
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -232,6 +232,14 @@ class DataLifecycleManager:
         from .archive.catalog import verify_all
 
         return verify_all(self._dsn, table, **store_options)
+
+    def archive_gc(self, table: str | None = None, *, grace: str | timedelta = "1h", dry_run: bool = False,
+                   **store_options: Any) -> Any:
+        """Remove the archive stores' garbage older than `grace`: objects no lifecycle.archives row refers to and
+        incomplete uploads (see runner/archive/gc.py); a GcReport."""
+        from .archive.gc import collect
+
+        return collect(self._dsn, table, grace=grace, dry_run=dry_run, **store_options)
 
     def restore(self, table: str, from_: str | datetime | int, to: str | datetime | int, into: str | None = None,
                 **store_options: Any) -> list[Any]:

@@ -9,7 +9,6 @@ while a TimescaleDB retention job runs on the table (that job knows nothing of h
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from .archive.load import load_temp
 from .archive.store import ArchiveStore
 from .archive.timeaxis import Bound, LenientTimestamptz, TimeAxis
 from .archive.verify import object_problems
+from .archive.workdir import scratch
 from .progress import StepProgress
 
 
@@ -99,7 +99,7 @@ def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: st
     """Load the archived rows of `table` in [start, end) into `into`; what each object added. `progress` hears
     of 2 steps per object: its verification, then its load."""
     stores = dict(stores or {})
-    with connect(dsn) as conn, tempfile.TemporaryDirectory(prefix="lifecycle-restore-") as tmp:
+    with connect(dsn) as conn, scratch("lifecycle-restore-") as tmp:
         name, axis = time_axis(conn, table)
         lo, hi = _bounds(conn, axis, start, end)
         objects = _objects(conn, name, axis, lo, hi)
@@ -111,7 +111,7 @@ def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: st
             if progress:
                 progress(i, steps, f"verify {obj['chunk_name']}", None)
             found = object_problems(store, obj["object_key"], size=obj["bytes"], sha256=obj["sha256"],
-                                    rows=obj["row_count"], workdir=Path(tmp))
+                                    rows=obj["row_count"], workdir=tmp)
             problems += found
             if progress:
                 progress(i, steps, f"verify {obj['chunk_name']}",
@@ -125,7 +125,7 @@ def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: st
         for i, obj in enumerate(objects, len(objects) + 1):
             if progress:
                 progress(i, steps, f"load {obj['chunk_name']}", None)
-            done.append(_load(conn, name, axis, target, obj, stores[obj["store_url"]], lo, hi, Path(tmp)))
+            done.append(_load(conn, name, axis, target, obj, stores[obj["store_url"]], lo, hi, tmp))
             if progress:
                 progress(i, steps, f"load {obj['chunk_name']}", done[-1].describe())
         return done

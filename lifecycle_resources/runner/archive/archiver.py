@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +41,7 @@ from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, ob
 from .store import ArchiveStore
 from .timeaxis import INTEGER_TYPES, TIME_TYPES, Bound, TimeAxis, show
 from .verify import object_problems
+from .workdir import scratch, sweep
 
 FAULT_ENV = "LIFECYCLE_ARCHIVE_FAULT"
 STEPS = ("exported", "uploaded", "published", "verified", "dropping")
@@ -357,12 +357,13 @@ def archive_on(conn: psycopg.Connection, table: str, older_than: str, store: Arc
     try:
         cols = export.columns(conn, name.ident.as_string(conn))
         chunks = [c for c in expiring_chunks(conn, name, older_than, axis) if not c["held"]]
+        sweep()  # the export files of runs killed before they could remove them
         with export.Exporter(dsn) as exporter:
             for i, chunk in enumerate(chunks, 1):
                 if progress:
                     progress(i, len(chunks), chunk["chunk"], None)
-                with tempfile.TemporaryDirectory(prefix="lifecycle-archive-") as tmp:
-                    results.append(_archive_chunk(conn, name, chunk, store, cols, Path(tmp), read_back, exporter))
+                with scratch("lifecycle-archive-") as tmp:
+                    results.append(_archive_chunk(conn, name, chunk, store, cols, tmp, read_back, exporter))
                 if progress:
                     progress(i, len(chunks), chunk["chunk"], results[-1].describe())
     finally:

@@ -3,8 +3,6 @@ matches what was recorded of it."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,6 +16,7 @@ from .plan import State, manifest_key
 from .store import ArchiveStore, open_store
 from .timeaxis import LenientTimestamptz, TimeAxis
 from .verify import object_problems
+from .workdir import scratch
 
 
 _INTEGER = TimeAxis("", "bigint")
@@ -59,16 +58,16 @@ def verify_all(dsn: str, table: str | None = None, stores: dict[str, ArchiveStor
         rows = entries(conn, table)
         registered = archive_stores.registered_options(conn)
     checked = []
-    with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
+    with scratch("lifecycle-verify-") as tmp:
         for row in rows:
             if row["state"] not in (State.VERIFIED, State.DROPPED):
                 continue
             store = store_for(stores, row["store_url"], store_options, registered)
             problems = object_problems(store, row["object_key"], size=row["bytes"], sha256=row["sha256"],
-                                       rows=row["row_count"], workdir=Path(tmp))
+                                       rows=row["row_count"], workdir=tmp)
             if store.size(manifest_key(row["object_key"])) is None:
                 problems.append(f"{store.location(manifest_key(row['object_key']))}: manifest missing")
             checked.append((row, problems))
-            for leftover in Path(tmp).iterdir():
+            for leftover in tmp.iterdir():
                 leftover.unlink()
     return checked

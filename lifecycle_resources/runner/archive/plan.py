@@ -53,10 +53,15 @@ def _stamp(t: Bound) -> str:
     return str(t) if isinstance(t, int) else t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+def table_prefix(hypertable: str) -> str:
+    """Where the objects of one hypertable live in a store: <schema>.<table>/ (percent-quoted)."""
+    return f"{quote(hypertable, safe='._-')}/"
+
+
 def object_key(s: Snapshot) -> str:
     """<schema>.<table>/<range_start>_<range_end>_<chunk>_<fingerprint>.parquet (names percent-quoted)."""
     chunk = s.chunk.rpartition(".")[2]
-    return (f"{quote(s.hypertable, safe='._-')}/{_stamp(s.range_start)}_{_stamp(s.range_end)}_"
+    return (f"{table_prefix(s.hypertable)}{_stamp(s.range_start)}_{_stamp(s.range_end)}_"
             f"{quote(chunk, safe='._-')}_{s.fingerprint}.parquet")
 
 

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,6 +24,23 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3's own variable; also read by `lifecyc
 
 class StoreError(LifecycleError):
     """The object store refused or failed an operation (named by URL and key, never by credentials)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime  # the store's clock, timezone-aware
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """An upload that never completed: an S3 multipart upload, or a local file still written aside. It is not
+    an object: nothing reads it; it only takes space until aborted."""
+
+    key: str           # the object it was meant to become
+    started: datetime
+    upload_id: str     # S3's upload id; locally the aside file's path under the root
 
 
 class ArchiveStore(ABC):
@@ -49,9 +68,21 @@ class ArchiveStore(ABC):
     def fetch(self, key: str, workdir: Path) -> Path | None:
         """A local file holding the object (for reading only), None when missing."""
 
-    @abstractmethod
     def keys(self, prefix: str = "") -> list[str]:
         """Every key under `prefix`, sorted."""
+        return [o.key for o in self.objects(prefix)]
+
+    @abstractmethod
+    def objects(self, prefix: str = "") -> list[StoredObject]:
+        """Every complete object under `prefix`, sorted by key."""
+
+    @abstractmethod
+    def uploads(self, prefix: str = "") -> list[PendingUpload]:
+        """The uploads under `prefix` started and never completed."""
+
+    @abstractmethod
+    def abort(self, upload: PendingUpload) -> None:
+        """Discard an incomplete upload (never a complete object)."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -132,12 +163,31 @@ class LocalStore(ArchiveStore):
         path = self._path(key)
         return path if path.is_file() else None
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def _files(self, prefix: str, hidden: bool) -> list[tuple[str, os.stat_result]]:
         if not self.root.is_dir():
             return []
-        found = [p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                 if p.is_file() and not p.name.startswith(".")]
-        return sorted(k for k in found if k.startswith(prefix))
+        found = [(p.relative_to(self.root).as_posix(), p) for p in self.root.rglob("*")
+                 if p.is_file() and p.name.startswith(".") == hidden]
+        return sorted((k, p.stat()) for k, p in found if k.startswith(prefix))
+
+    def objects(self, prefix: str = "") -> list[StoredObject]:
+        return [StoredObject(k, st.st_size, _utc(st.st_mtime)) for k, st in self._files(prefix, hidden=False)]
+
+    def uploads(self, prefix: str = "") -> list[PendingUpload]:
+        # `_aside` names them .<name>.<random>.part next to their target
+        aside = [(k, st) for k, st in self._files("", hidden=True) if k.endswith(".part")]
+        pending = []
+        for k, st in aside:
+            folder, _, name = k.rpartition("/")
+            target = (f"{folder}/" if folder else "") + name[1:].rsplit(".", 2)[0]
+            if target.startswith(prefix):
+                pending.append(PendingUpload(target, _utc(st.st_mtime), k))
+        return pending
+
+    def abort(self, upload: PendingUpload) -> None:
+        path = self._path(upload.upload_id)
+        if path.name.startswith(".") and path.name.endswith(".part"):
+            path.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -188,9 +238,13 @@ class S3Store(ArchiveStore):
         return StoreError(f"{self.location(key)}: {action} failed: {text}")
 
     @staticmethod
-    def _missing(exc: Exception) -> bool:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        return code in {"404", "NoSuchKey", "NotFound"}
+    def _code(exc: Exception) -> str:
+        """S3's error code; "" for a failure without a response (a connection refused, cut or timed out: its
+        `response` is None)."""
+        return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+    def _missing(self, exc: Exception) -> bool:
+        return self._code(exc) in {"404", "NoSuchKey", "NotFound"}
 
     def put_file(self, key: str, path: Path) -> None:
         try:
@@ -202,8 +256,7 @@ class S3Store(ArchiveStore):
         try:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
         except Exception as exc:  # noqa: BLE001
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+            if self._code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
                 return False
             raise self._fail("write", key, exc) from None
         return True
@@ -234,16 +287,34 @@ class S3Store(ArchiveStore):
             raise self._fail("download", key, exc) from None
         return dest
 
-    def keys(self, prefix: str = "") -> list[str]:
-        found = []
+    def _pages(self, operation: str, prefix: str, field: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
         try:
-            for page in self._client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.bucket, Prefix=self._key(prefix)):
-                found += [o["Key"] for o in page.get("Contents", [])]
+            for page in self._client.get_paginator(operation).paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                found += page.get(field, [])
         except Exception as exc:  # noqa: BLE001
             raise self._fail("list", prefix, exc) from None
-        cut = len(self.prefix) + 1 if self.prefix else 0
-        return sorted(k[cut:] for k in found)
+        return found
+
+    def _unprefixed(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if self.prefix else key
+
+    def objects(self, prefix: str = "") -> list[StoredObject]:
+        found = self._pages("list_objects_v2", prefix, "Contents")
+        return sorted((StoredObject(self._unprefixed(o["Key"]), int(o["Size"]), o["LastModified"]) for o in found),
+                      key=lambda o: o.key)
+
+    def uploads(self, prefix: str = "") -> list[PendingUpload]:
+        found = self._pages("list_multipart_uploads", prefix, "Uploads")
+        return [PendingUpload(self._unprefixed(u["Key"]), u["Initiated"], u["UploadId"]) for u in found]
+
+    def abort(self, upload: PendingUpload) -> None:
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(upload.key),
+                                                UploadId=upload.upload_id)
+        except Exception as exc:  # noqa: BLE001
+            if self._code(exc) != "NoSuchUpload":
+                raise self._fail("abort upload", upload.key, exc) from None
 
     def delete(self, key: str) -> None:
         try:
@@ -257,6 +328,10 @@ class S3Store(ArchiveStore):
         except Exception as exc:  # noqa: BLE001 - unreachable, no bucket, bad credentials: all "cannot write"
             return str(self._fail("list", "", exc)).removeprefix(f"{self.location('')}: ")
         return None
+
+
+def _utc(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, timezone.utc)
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, **credentials: str | None) -> ArchiveStore:
