@@ -42,6 +42,8 @@ class ArchivedByRunner:
 
 def _runner_drops(op: RemoveJobForArchive | ArchivedByRunner, verb: str) -> str:
     older = f" older than {op.window.text}" if op.window else ""
+    if op.window and op.window.integer:
+        older += " (integer time: counted back from the table's integer_now, as TimescaleDB's retention counts)"
     return f"chunks of {op.table}{older} {verb} dropped only by `lifecycle run`, after archiving to {op.store}"
 
 
