@@ -105,7 +105,8 @@ def _add_hold_commands(sub: Any, add_dsn_arguments: Any) -> None:
     add = hsub.add_parser("add", help="hold [--from, --to) of --table")
     add_dsn_arguments(add)
     add.add_argument("--table", required=True, help="the hypertable (schema.table)")
-    add.add_argument("--from", dest="start", required=True, help="first instant held (inclusive; an integer on integer time)")
+    add.add_argument("--from", dest="start", required=True,
+                     help="first instant held (inclusive; an integer on integer time)")
     add.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
     add.add_argument("--reason", default=None, help="why (recorded with the hold)")
     ls = hsub.add_parser("list", help="the active holds (--all: released ones too)")

@@ -30,12 +30,12 @@ def int_state(job_id: int | None = None) -> jobs.JobState:
 def test_plan_archive_integer_window_says_it_counts_from_integer_now() -> None:
     [new] = archive_retention.plan(int_state(), [], "cold", None)
     assert new.describe() == (
-        "no TimescaleDB retention job: chunks of public.history older than 2592000 (integer time: counted back from "
-        "the table's integer_now, as TimescaleDB's retention counts) are dropped only by `lifecycle run`, after "
+        "no TimescaleDB retention job: chunks of public.history older than 2592000 (counted back from integer_now) "
+        "are dropped only by `lifecycle run`, after "
         "archiving to cold")
     [removed] = archive_retention.plan(int_state(), [int_state(1007)], "cold", None)
     assert removed.describe().startswith("remove TimescaleDB retention job 1007: chunks of public.history older "
-                                         "than 2592000 (integer time")
+                                         "than 2592000 (counted back from integer_now) are then dropped")
     [added] = archive_retention.plan(int_state(), [], None, "cold")
     assert added.describe().startswith("add TimescaleDB retention job on public.history (drop_after 2592000): ")
 
@@ -90,8 +90,8 @@ def test_provider_archive_integer_time_accepted_or_refused_at_check(tsdb_dsn: st
 
     inputs, failures = check("int_ticks", WINDOW)
     assert failures == []
-    assert (f"no TimescaleDB retention job: chunks of {schema}.int_ticks older than {WINDOW} (integer time: counted "
-            "back from the table's integer_now") in " ".join(inputs["planned_operations"]), inputs
+    assert (f"no TimescaleDB retention job: chunks of {schema}.int_ticks older than {WINDOW} (counted back from "
+            "integer_now) are dropped only by `lifecycle run`") in " ".join(inputs["planned_operations"]), inputs
     _, failures = check("int_ticks", "10 days")
     assert [f for f, _ in failures] == ["drop_after"] and "integer time" in failures[0][1], failures
     _, failures = check("no_now", WINDOW)
