@@ -125,6 +125,29 @@ def test_runner_plain_retention_refuses_to_drop_inside_a_refresh_window(tsdb_dsn
     assert expiring(tsdb_dsn, schema) == old
 
 
+def test_runner_plain_retention_on_an_aggregate_guarded_by_the_aggregate_reading_it(tsdb_dsn: str,
+                                                                                   lifecycle_schema: None,
+                                                                                   schema: str) -> None:
+    make_ticks(tsdb_dsn, schema, compress=0)
+    view = make_aggregate(tsdb_dsn, schema)
+    sql_run(tsdb_dsn, f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+    [(old,)] = sql_run(tsdb_dsn, f"SELECT count(*) FROM show_chunks('{view}'::regclass, older_than => "
+                                 "interval '10 days')")
+    policy = declare(tsdb_dsn, schema, store_url=None, table="ticks_1h")
+    # An aggregate reading that aggregate, refreshing all the way back: the first one's chunks are kept.
+    child = f'"{schema}".ticks_1d'
+    sql_run(tsdb_dsn, f"CREATE MATERIALIZED VIEW {child} WITH (timescaledb.continuous) AS SELECT "
+                      f"time_bucket('1 day', bucket) AS day, symbol, sum(n) AS n FROM {view} GROUP BY day, symbol "
+                      "WITH NO DATA")
+    add_refresh(tsdb_dsn, child, "none")
+    manager = DataLifecycleManager(tsdb_dsn)
+    [refused] = manager.run(policy=policy, stack=f"proj/{schema}")
+    assert refused.status == "failed" and f"continuous aggregate {schema}.ticks_1d" in (refused.error or ""), refused
+    sql_run(tsdb_dsn, "SELECT remove_continuous_aggregate_policy(%s::regclass)", (child,))
+    [run] = manager.run(policy=policy, stack=f"proj/{schema}")  # a retention on an aggregate still runs
+    assert (run.status, run.error, run.chunks_affected) == ("succeeded", None, old) and old > 0, run
+
+
 def test_restore_into_hypertable_refreshes_aggregates_only_when_asked(tsdb_dsn: str, lifecycle_schema: None,
                                                                       schema: str, tmp_path: Path) -> None:
     rel = make_ticks(tsdb_dsn, schema, compress=0)

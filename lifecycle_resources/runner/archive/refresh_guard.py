@@ -18,8 +18,8 @@ from psycopg import sql
 from ...identifiers import TableName
 from .timeaxis import Bound, show
 
-# Every refresh policy of an aggregate reading the table directly (hierarchical aggregates read the aggregate,
-# whose own rows the archiver never drops), with how far back it reaches.
+# Every refresh policy of an aggregate reading the table directly (an aggregate on an aggregate reads the other's
+# materialization hypertable), with how far back it reaches.
 _REFRESHES = sql.SQL("""
 SELECT ca.user_view_schema || '.' || ca.user_view_name, j.job_id, j.config ->> 'start_offset',
        CASE WHEN jsonb_typeof(j.config -> 'start_offset') IS DISTINCT FROM 'null'
@@ -60,6 +60,16 @@ def refreshes_over(conn: psycopg.Connection, table: TableName, integer: bool) ->
         reach = sql.SQL("now() - (j.config ->> 'start_offset')::interval")
     rows = conn.execute(_REFRESHES.format(reach=reach), {"schema": table.schema, "name": table.name}).fetchall()
     return [Refresh(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def stored_in(conn: psycopg.Connection, relation: str) -> str:
+    """The hypertable whose chunks a retention of `relation` drops: a continuous aggregate's are its
+    materialization hypertable's (an aggregate reading that aggregate refreshes from them)."""
+    name = TableName.parse(relation)
+    row = conn.execute("SELECT materialization_hypertable_schema || '.' || materialization_hypertable_name FROM "
+                       "timescaledb_information.continuous_aggregates WHERE view_schema = %s AND view_name = %s",
+                       (name.schema, name.name)).fetchone()
+    return row[0] if row else relation
 
 
 def refusal(refreshes: list[Refresh], chunk: str, range_end: Bound) -> str | None:

@@ -69,7 +69,7 @@ def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run:
 def refresh_refusals(conn: psycopg.Connection, hypertable: str, older_than: str) -> dict[str, str]:
     """The expiring chunks a continuous aggregate's refresh policy still refreshes, each with why it stays (the
     runner drops none of them, archived or not: refresh_guard)."""
-    table, axis = time_axis(conn, hypertable)
+    table, axis = time_axis(conn, refresh_guard.stored_in(conn, hypertable))
     refreshes = refresh_guard.refreshes_over(conn, table, axis.integer)
     found = {c["chunk"]: refresh_guard.refusal(refreshes, c["chunk"], c["range_end"])
              for c in expiring_chunks(conn, table, older_than, axis)}
