@@ -14,7 +14,7 @@ from lifecycle_resources.errors import LifecycleError
 from lifecycle_resources.runner.archive.archiver import archive
 from lifecycle_resources.runner.archive.store import open_store
 from lifecycle_resources.runner.manager import DataLifecycleManager
-from tests.archive_helpers import lifecycle, make_ticks
+from tests.archive_helpers import chunks, lifecycle, make_ticks
 from tests.conftest import sql_run
 from tests.test_archive_retention import chunk_ranges, declare, expiring
 
@@ -177,3 +177,24 @@ def test_restore_into_hypertable_refreshes_aggregates_only_when_asked(tsdb_dsn: 
     assert "0 rows restored from 1 archived objects" in cli.stdout, cli.stdout
     assert buckets() == raw_buckets > 0
     manager.release_hold(hold.hold_id)
+
+
+def test_runner_archived_policy_integer_time_refuses_chunks_an_integer_refresh_policy_refreshes(
+        tsdb_dsn: str, lifecycle_schema: None, schema: str, tmp_path: Path) -> None:
+    from tests.test_archive_integer_retention import declare_int
+    from tests.test_archive_integer_time import BASE, NOW, make_int_ticks
+
+    rel = make_int_ticks(tsdb_dsn, schema)
+    before = chunks(tsdb_dsn, schema)
+    policy = declare_int(tsdb_dsn, schema, store_url=f"file://{tmp_path}/cold")  # drops what ends by NOW - 5000
+    view = f'"{schema}".int_100'
+    sql_run(tsdb_dsn, f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous) AS SELECT time_bucket(100, t) "
+                      f"AS b, count(*) AS n FROM {rel} GROUP BY b WITH NO DATA")
+    sql_run(tsdb_dsn, "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => 8000, end_offset => 100, "
+                      "schedule_interval => interval '1 hour')", (view,))
+    [run] = DataLifecycleManager(tsdb_dsn).run(policy=policy, stack=f"proj/{schema}")
+    # The refresh reaches back to integer_now - 8000 = BASE + 2000: the chunks ending after it stay.
+    assert NOW - 8000 == BASE + 2000
+    assert run.status == "failed" and run.chunks_affected == 2, run
+    assert f"refreshes from 8000 ago ({BASE + 2000})" in (run.error or ""), run.error
+    assert chunks(tsdb_dsn, schema) == before[2:]
