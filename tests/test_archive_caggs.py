@@ -125,6 +125,24 @@ def test_runner_plain_retention_refuses_to_drop_inside_a_refresh_window(tsdb_dsn
     assert expiring(tsdb_dsn, schema) == old
 
 
+def test_sql_execute_refuses_a_drop_inside_a_refresh_window(tsdb_dsn: str, lifecycle_schema: None,
+                                                            schema: str) -> None:
+    make_ticks(tsdb_dsn, schema, compress=0)
+    old = expiring(tsdb_dsn, schema)
+    policy = declare(tsdb_dsn, schema, store_url=None)
+    view = make_aggregate(tsdb_dsn, schema, "12 days")
+    [(status, error)] = sql_run(tsdb_dsn, "SELECT status, error FROM lifecycle.execute_lifecycle_policy(%s, false, "
+                                          "%s)", (policy, f"proj/{schema}"))
+    assert status == "failed" and f"continuous aggregate {schema}.ticks_1h (start_offset 12 days)" in error, error
+    assert expiring(tsdb_dsn, schema) == old
+    sql_run(tsdb_dsn, "SELECT alter_job(job_id, config => jsonb_set(config, '{start_offset}', '\"9 days\"')) "
+                      "FROM timescaledb_information.jobs WHERE hypertable_name = 'ticks_1h' AND hypertable_schema = %s",
+            (schema,))
+    [(status, error)] = sql_run(tsdb_dsn, "SELECT status, error FROM lifecycle.execute_lifecycle_policy(%s, false, "
+                                          "%s)", (policy, f"proj/{schema}"))
+    assert (status, error) == ("succeeded", None) and expiring(tsdb_dsn, schema) == [], view
+
+
 def test_runner_plain_retention_on_an_aggregate_guarded_by_the_aggregate_reading_it(tsdb_dsn: str,
                                                                                    lifecycle_schema: None,
                                                                                    schema: str) -> None:
