@@ -133,7 +133,9 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     run = asub.add_parser("run", help="export each chunk older than --older-than to Parquet, verify it, drop it")
     add_dsn_arguments(run)
     run.add_argument("--table", required=True, help="the hypertable (schema.table)")
-    run.add_argument("--older-than", required=True, help="chunks whose range ends before now() minus this interval")
+    run.add_argument("--older-than", required=True,
+                     help="chunks whose range ends before now() minus this interval (on integer time: an integer, "
+                          "back from the table's integer_now)")
     run.add_argument("--to", required=True, help="the store: file:///absolute/path or s3://bucket/prefix")
     run.add_argument("--read-back", action="store_true",
                      help="before each drop, load every row of the object back and compare it with the chunk")

@@ -70,6 +70,8 @@ def test_runner_archived_policy_refuses_chunks_a_refresh_policy_added_by_hand_st
     kept = old if start_offset == "none" else [c for c in old if ranges[c][1] > reach]
     assert len(kept) == refused
 
+    [dry] = DataLifecycleManager(tsdb_dsn).run(policy=policy, stack=f"proj/{schema}", dry_run=True)
+    assert dry.chunks_affected == len(old) - refused, dry  # the dry run lists only what would be dropped
     [run] = DataLifecycleManager(tsdb_dsn).run(policy=policy, stack=f"proj/{schema}")
     assert run.status == "failed" and run.chunks_affected == len(old) - refused, run
     assert f"the refresh policy (job " in (run.error or "") and f"continuous aggregate {schema}.ticks_1h" in run.error
