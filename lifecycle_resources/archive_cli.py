@@ -89,12 +89,15 @@ def _gc(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from .cli import _need_dsn
     from .runner.progress import Steps, printed
-    from .runner.restore import restore
+    from .runner.restore import AggregateRefreshed, restore
 
     with Steps("restore") as steps:  # each object's verification, then its load, printed as done
         done = restore(_need_dsn(args), args.table, args.start, args.end, args.into, progress=printed(steps),
-                       **_options(args))
-    print(f"{sum(r.rows_loaded for r in done)} rows restored from {len(done)} archived objects")
+                       refresh_aggregates=args.refresh_aggregates, **_options(args))
+    for refreshed in (r for r in done if isinstance(r, AggregateRefreshed)):
+        print(refreshed.describe())
+    loaded = [r for r in done if not isinstance(r, AggregateRefreshed)]
+    print(f"{sum(r.rows_loaded for r in loaded)} rows restored from {len(loaded)} archived objects")
     return 0
 
 
@@ -122,7 +125,8 @@ def _add_hold_commands(sub: Any, add_dsn_arguments: Any) -> None:
     add = hsub.add_parser("add", help="hold [--from, --to) of --table")
     add_dsn_arguments(add)
     add.add_argument("--table", required=True, help="the hypertable (schema.table)")
-    add.add_argument("--from", dest="start", required=True, help="first instant held (inclusive)")
+    add.add_argument("--from", dest="start", required=True,
+                     help="first instant held (inclusive; an integer on integer time)")
     add.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
     add.add_argument("--reason", default=None, help="why (recorded with the hold)")
     ls = hsub.add_parser("list", help="the active holds (--all: released ones too)")
@@ -149,7 +153,9 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     run = asub.add_parser("run", help="export each chunk older than --older-than to Parquet, verify it, drop it")
     add_dsn_arguments(run)
     run.add_argument("--table", required=True, help="the hypertable (schema.table)")
-    run.add_argument("--older-than", required=True, help="chunks whose range ends before now() minus this interval")
+    run.add_argument("--older-than", required=True,
+                     help="chunks whose range ends before now() minus this interval (on integer time: an integer, "
+                          "back from the table's integer_now)")
     run.add_argument("--to", required=True, help="the store: file:///absolute/path or s3://bucket/prefix")
     run.add_argument("--read-back", action="store_true",
                      help="before each drop, load every row of the object back and compare it with the chunk")
@@ -183,5 +189,7 @@ def add_commands(sub: Any, add_dsn_arguments: Any) -> None:
     res.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
     res.add_argument("--into", default=None, help="the table to load into (default: <table>_restored; the hypertable "
                                                   "itself only under an active hold covering the range)")
+    res.add_argument("--refresh-aggregates", action="store_true",
+                     help="with --into the hypertable itself: then refresh its continuous aggregates over the range")
     endpoint(res)
     res.set_defaults(func=_restore, state_dir=None)

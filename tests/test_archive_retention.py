@@ -84,7 +84,7 @@ def test_store_url_with_credentials_refused_without_echo() -> None:
 
 
 def declare(dsn: str, schema: str, *, store_url: str | None, drop_after: str = "10 days",
-            name: str | None = None) -> str:
+            name: str | None = None, table: str = "ticks") -> str:
     """A retention declaration of stack proj/<schema> (archiving to store 'cold' at `store_url` when given)."""
     policy = name or f"{schema}-retention"
     params = {"drop_after": drop_after, "schedule_interval": "1 day", "scheduled": True}
@@ -93,7 +93,7 @@ def declare(dsn: str, schema: str, *, store_url: str | None, drop_after: str = "
                      "('proj', %s, 'cold', %s)", (schema, store_url))
         params["archive_store"] = "cold"
     sql_run(dsn, "SELECT lifecycle.register_lifecycle_policy(%s, %s, 'retention', %s, NULL, 'proj', %s)",
-            (policy, f"{schema}.ticks", Jsonb(params), schema))
+            (policy, f"{schema}.{table}", Jsonb(params), schema))
     return policy
 
 
@@ -272,10 +272,7 @@ def test_cli_hold_add_list_release(tsdb_dsn: str, lifecycle_schema: None, schema
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("table_sql, archive, fragment", [
-    ("CREATE TABLE {t} (ts bigint NOT NULL, v int); SELECT create_hypertable('{t}', by_range('ts', 1000)); "
-     "CREATE FUNCTION {s}.now_int() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 5000::bigint'; "
-     "SELECT set_integer_now_func('{t}', '{s}.now_int')", "cold", "archiving supports timestamptz"),
+@pytest.mark.parametrize("table_sql, archive, fragment", [  # integer time: test_archive_integer_retention.py
     ("CREATE TABLE {t} (ts timestamptz NOT NULL, v int); SELECT create_hypertable('{t}', by_range('ts'))",
      "nowhere", "no archive store 'nowhere' is registered by stack proj/st"),
 ])

@@ -42,6 +42,8 @@ class ArchivedByRunner:
 
 def _runner_drops(op: RemoveJobForArchive | ArchivedByRunner, verb: str) -> str:
     older = f" older than {op.window.text}" if op.window else ""
+    if op.window and op.window.integer:
+        older += " (counted back from integer_now)"  # as TimescaleDB's own retention counts on integer time
     return f"chunks of {op.table}{older} {verb} dropped only by `lifecycle run`, after archiving to {op.store}"
 
 

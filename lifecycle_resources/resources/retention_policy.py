@@ -47,11 +47,12 @@ class RetentionPolicyProvider(PolicyProvider):
                 raise InputError(args.resource_name, "archive", args.archive,
                                  f"{target.table} is a continuous aggregate: only hypertables' chunks are archived",
                                  "no archive= on an aggregate's retention (archive its source hypertable)")
-            if target.column_type not in catalog.TIME_TYPES:
+            # Integer time: the window counts back from integer_now, checked (set or declared) by the base class.
+            if target.column_type not in catalog.TIME_TYPES and not target.integer_time:
                 raise InputError(args.resource_name, "archive", args.archive,
                                  f"{target.table}'s time column {target.time_column} is {target.column_type}: "
-                                 "archiving supports timestamptz, timestamp and date time columns (not yet integer "
-                                 "or uuid time)", "no archive= on this table")
+                                 "archiving supports timestamptz, timestamp, date and integer (smallint, integer, "
+                                 "bigint) time columns (not yet uuid time)", "no archive= on this table")
         return target, state, notices
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,

@@ -80,7 +80,9 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
         figures["rows_before"], figures["bytes_before"] = plan["rows_before"], plan["bytes_before"]
         if store is not None:  # archive, verify, then drop: never TimescaleDB's drop_chunks
             with _step():
-                archived = archive_retention.run(conn, key, plan["cutoff"], dry_run, dsn)
+                # The window, not the cutoff: on integer time the cutoff is already integer_now - window, and
+                # the archiver counts its own window back from integer_now (on timestamps both are the interval).
+                archived = archive_retention.run(conn, key, plan["window_text"], dry_run, dsn)
             done = archived.dropped
             details.update({"chunks": done, **archived.details(store)})
             if archived.error:
@@ -88,6 +90,7 @@ def _run(conn: psycopg.Connection, cur: psycopg.Cursor[dict[str, Any]], key: dic
         elif dry_run:
             done = list(plan["chunks"])
         elif key["kind"] == "retention":
+            # _drop_chunks (013) refuses a drop inside a continuous aggregate's refresh window, as the archiver does.
             with _step(), conn.transaction():
                 done = _one(cur.execute("SELECT lifecycle._drop_chunks(%s::oid::regclass, %s, %s::regtype) AS d",
                                         (plan["oid"], plan["cutoff"], plan["cutoff_type"])))["d"]

@@ -242,14 +242,16 @@ class DataLifecycleManager:
         return collect(self._dsn, table, grace=grace, dry_run=dry_run, **store_options)
 
     def restore(self, table: str, from_: str | datetime | int, to: str | datetime | int, into: str | None = None,
-                **store_options: Any) -> list[Any]:
+                *, refresh_aggregates: bool = False, **store_options: Any) -> list[Any]:
         """Load the archived rows of `table` in [from_, to) into `into` (default <table>_restored), every object
-        verified first; a second restore of the same range adds nothing (see runner/restore.py)."""
+        verified first; a second restore of the same range adds nothing (see runner/restore.py).
+        `refresh_aggregates` (into the hypertable itself): then refresh its continuous aggregates over the range."""
         from .restore import restore
 
-        return restore(self._dsn, table, from_, to, into, **store_options)
+        return restore(self._dsn, table, from_, to, into, refresh_aggregates=refresh_aggregates, **store_options)
 
-    def hold(self, table: str, from_: str | datetime, to: str | datetime, reason: str | None = None) -> Any:
+    def hold(self, table: str, from_: str | datetime | int, to: str | datetime | int,
+             reason: str | None = None) -> Any:
         """Keep [from_, to) of `table` in the database: no chunk overlapping it is archived or dropped while the
         hold is active; a restore into the hypertable itself needs one (see runner/archive/holds.py)."""
         from .archive import holds

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from ..db.connection import connect
 from ..errors import LifecycleError
 from ..identifiers import TableName
-from ..reconcile import archive_stores
+from ..reconcile import archive_stores, caggs
 from ..reconcile.locks import lock_table
 from .archive import export, holds
 from .archive.archiver import time_axis
@@ -43,6 +43,14 @@ class Restored:
         return f"{self.chunk}: {self.rows_loaded} rows loaded from {self.location}"
 
 
+@dataclass
+class AggregateRefreshed(Restored):
+    """A continuous aggregate refreshed after the load (restore --refresh-aggregates): `chunk` names the view."""
+
+    def describe(self) -> str:
+        return self.location
+
+
 def _objects(conn: psycopg.Connection, table: TableName, axis: TimeAxis, start: Bound,
              end: Bound) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
@@ -52,15 +60,6 @@ def _objects(conn: psycopg.Connection, table: TableName, axis: TimeAxis, start: 
             "AND range_start < {end} AND range_end > {start} ORDER BY range_start, chunk_name").format(
                 end=axis.recorded(sql.Placeholder("end")), start=axis.recorded(sql.Placeholder("start"))),
             {"t": table.qualified, "end": end, "start": start}).fetchall()
-
-
-def _bounds(conn: psycopg.Connection, axis: TimeAxis, start: str | Bound, end: str | Bound) -> tuple[Bound, Bound]:
-    """Let PostgreSQL parse the bounds (every form it accepts for the time column); refuse an empty range."""
-    lo = axis.parse(conn, start, f"restore range --from {start!r} --to {end!r}: --from")
-    hi = axis.parse(conn, end, f"restore range --from {start!r} --to {end!r}: --to")
-    if lo >= hi:  # type: ignore[operator]
-        raise LifecycleError(f"restore range --from {start!r} --to {end!r}: --from must be before --to")
-    return lo, hi
 
 
 def _target(conn: psycopg.Connection, table: TableName, axis: TimeAxis, into: str | None, lo: Bound,
@@ -76,10 +75,7 @@ def _target(conn: psycopg.Connection, table: TableName, axis: TimeAxis, into: st
 
 def _check_into_hypertable(conn: psycopg.Connection, table: TableName, axis: TimeAxis, lo: Bound, hi: Bound) -> None:
     where = f"restore --into {table.qualified} (the archived hypertable itself) of [{lo}, {hi})"
-    if axis.integer:
-        raise LifecycleError(f"{where}: refused: holds cover timestamp ranges, and {table.qualified} has integer "
-                             "time; restore into a side table (the default is <table>_restored)")
-    if not holds.holds_installed(conn) or holds.covering(conn, table, lo, hi) is None:
+    if not holds.holds_installed(conn) or holds.covering(conn, table, lo, hi, axis) is None:
         raise LifecycleError(f"{where}: refused without an active hold covering the range (the next run would "
                              "archive these rows again and drop them); add one first: `lifecycle hold add --table "
                              f"{table.qualified} --from .. --to ..`, or restore into a side table (the default is "
@@ -95,13 +91,18 @@ def _check_into_hypertable(conn: psycopg.Connection, table: TableName, axis: Tim
 
 def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: str | None = None,
             stores: dict[str, ArchiveStore] | None = None, progress: StepProgress | None = None,
-            **store_options: Any) -> list[Restored]:
+            refresh_aggregates: bool = False, **store_options: Any) -> list[Restored]:
     """Load the archived rows of `table` in [start, end) into `into`; what each object added. `progress` hears
-    of 2 steps per object: its verification, then its load."""
+    of 2 steps per object: its verification, then its load. `refresh_aggregates` (a restore into the hypertable
+    itself only): then refresh every continuous aggregate reading it over [start, end), each an AggregateRefreshed
+    entry (0 rows) at the end."""
     stores = dict(stores or {})
     with connect(dsn) as conn, scratch("lifecycle-restore-") as tmp:
         name, axis = time_axis(conn, table)
-        lo, hi = _bounds(conn, axis, start, end)
+        lo, hi = holds.bounds(conn, axis, start, end, "restore")
+        if refresh_aggregates and (TableName.parse(into, name.schema) if into else None) != name:
+            raise LifecycleError(f"restore --refresh-aggregates of {name.qualified}: only with --into "
+                                 f"{name.qualified} (the hypertable itself): the aggregates read it, not a side table")
         objects = _objects(conn, name, axis, lo, hi)
         registered = archive_stores.registered_options(conn)
         problems: list[str] = []
@@ -128,7 +129,21 @@ def restore(dsn: str, table: str, start: str | Bound, end: str | Bound, into: st
             done.append(_load(conn, name, axis, target, obj, stores[obj["store_url"]], lo, hi, tmp))
             if progress:
                 progress(i, steps, f"load {obj['chunk_name']}", done[-1].describe())
+        if refresh_aggregates:
+            done += _refresh_aggregates(conn, name, lo, hi)
         return done
+
+
+def _refresh_aggregates(conn: psycopg.Connection, table: TableName, lo: Bound,
+                        hi: Bound) -> list[AggregateRefreshed]:
+    """TimescaleDB refreshes the buckets lying wholly inside [lo, hi) from the raw rows now there (each call
+    commits on its own: refresh_continuous_aggregate cannot run inside a transaction)."""
+    done = []
+    for view in caggs.aggregates_over(conn, table):
+        conn.execute(sql.SQL("CALL refresh_continuous_aggregate({}::regclass, %s, %s)").format(
+            sql.Literal(TableName.parse(view).ident.as_string(conn))), (lo, hi))
+        done.append(AggregateRefreshed(view, f"continuous aggregate {view} refreshed over [{lo}, {hi})", 0))
+    return done
 
 
 def _load(conn: psycopg.Connection, table: TableName, axis: TimeAxis, target: TableName, obj: dict[str, Any],

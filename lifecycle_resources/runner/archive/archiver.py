@@ -34,7 +34,7 @@ from ...db.connection import connect
 from ...errors import LifecycleError
 from ...identifiers import TableName
 from ...reconcile.locks import lock_table
-from . import export
+from . import export, refresh_guard
 from ..progress import StepProgress
 from .load import load_temp
 from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
@@ -140,7 +140,7 @@ def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
                     axis: TimeAxis | None = None) -> list[dict[str, Any]]:
     """The chunks of `table` entirely older than `older_than`: an interval back from now(), or for integer time
     an integer back from the table's integer_now function (as retention measures it); each with `held`: an
-    active hold overlaps it (never archived; holds cover timestamp ranges only)."""
+    active hold overlaps it (never archived)."""
     axis = axis or time_axis(conn, table.qualified)[1]
     if axis.integer:
         if not str(older_than).strip().lstrip("-").isdigit():
@@ -149,12 +149,12 @@ def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
         cutoff = sql.SQL("(lifecycle._integer_now({t}::regclass) - {n}::bigint)::{type}").format(
             t=sql.Literal(table.ident.as_string(conn)), n=sql.Literal(int(older_than)), type=sql.SQL(axis.pg_type))
         bounds = sql.SQL("c.range_start_integer AS range_start, c.range_end_integer AS range_end")
-        held = sql.SQL("false")
     else:
         cutoff = sql.SQL("{}::interval").format(sql.Literal(older_than))
         bounds = sql.SQL("c.range_start, c.range_end")
-        held = (sql.SQL("lifecycle._chunk_held({}, s)").format(sql.Literal(table.qualified))
-                if holds_installed(conn) else sql.SQL("false"))
+    # Integer chunks are compared with holds since migration 013 (a hold on integer time needs it to be added).
+    held = (sql.SQL("lifecycle._chunk_held({}, s)").format(sql.Literal(table.qualified))
+            if holds_installed(conn) else sql.SQL("false"))
     with conn.cursor(row_factory=dict_row) as cur, _no_integer_now(table):
         return cur.execute(sql.SQL(
             "SELECT c.chunk_schema || '.' || c.chunk_name AS chunk, {bounds}, c.is_compressed, {held} AS held "
@@ -282,6 +282,9 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
                 table.qualified, _ident(s.chunk).as_string(conn))).fetchone()[0]:  # type: ignore[index]
             raise Mismatch(f"chunk {s.chunk} came under a hold since it was verified: not dropped; its object stays "
                            "verified (the next run after the hold's release drops it)")
+        refused = refresh_guard.chunk_refusal(conn, table, s.chunk, s.range_end)
+        if refused:  # a refresh policy added or widened since the chunk was planned
+            raise Mismatch(f"{refused} (seen at the drop: its object stays verified)")
         now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
         if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
             raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
@@ -358,12 +361,18 @@ def archive_on(conn: psycopg.Connection, table: str, older_than: str, store: Arc
         cols = export.columns(conn, name.ident.as_string(conn))
         chunks = [c for c in expiring_chunks(conn, name, older_than, axis) if not c["held"]]
         sweep()  # the export files of runs killed before they could remove them
+        refreshes = refresh_guard.refreshes_over(conn, name, axis.integer)
         with export.Exporter(dsn) as exporter:
             for i, chunk in enumerate(chunks, 1):
                 if progress:
                     progress(i, len(chunks), chunk["chunk"], None)
-                with scratch("lifecycle-archive-") as tmp:
-                    results.append(_archive_chunk(conn, name, chunk, store, cols, tmp, read_back, exporter))
+                refused = refresh_guard.refusal(refreshes, chunk["chunk"], chunk["range_end"])
+                if refused:  # nothing exported or recorded: the chunk stays as it is
+                    results.append(SliceResult(chunk["chunk"], chunk["range_start"], chunk["range_end"], "refused",
+                                               State.FAILED, error=refused))
+                else:
+                    with scratch("lifecycle-archive-") as tmp:
+                        results.append(_archive_chunk(conn, name, chunk, store, cols, tmp, read_back, exporter))
                 if progress:
                     progress(i, len(chunks), chunk["chunk"], results[-1].describe())
     finally:

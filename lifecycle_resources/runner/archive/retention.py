@@ -12,7 +12,8 @@ import psycopg
 
 from ...errors import LifecycleError
 from ...reconcile import archive_stores
-from .archiver import SliceResult, archive_on, expiring_chunks, hypertable_label
+from . import refresh_guard
+from .archiver import SliceResult, archive_on, expiring_chunks, hypertable_label, time_axis
 from .store import open_store
 
 
@@ -53,7 +54,8 @@ def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run:
     chunks = expiring_chunks(conn, table, older_than)
     done = ArchivedRun(held=[c["chunk"] for c in chunks if c["held"]])
     if dry_run:
-        done.dropped = [c["chunk"] for c in chunks if not c["held"]]
+        refused = set(refresh_refusals(conn, key["hypertable"], older_than))
+        done.dropped = [c["chunk"] for c in chunks if not c["held"] and c["chunk"] not in refused]
         return done
     _name, store = store_of(conn, key)
     problem = store.probe()
@@ -62,3 +64,13 @@ def run(conn: psycopg.Connection, key: dict[str, Any], older_than: str, dry_run:
     done.results = archive_on(conn, key["hypertable"], older_than, store, dsn=dsn)
     done.dropped = [r.chunk for r in done.results if r.state == "dropped"]
     return done
+
+
+def refresh_refusals(conn: psycopg.Connection, hypertable: str, older_than: str) -> dict[str, str]:
+    """The expiring chunks a continuous aggregate's refresh policy still refreshes, each with why it stays (the
+    runner drops none of them, archived or not: refresh_guard)."""
+    table, axis = time_axis(conn, refresh_guard.stored_in(conn, hypertable))
+    refreshes = refresh_guard.refreshes_over(conn, table, axis.integer)
+    found = {c["chunk"]: refresh_guard.refusal(refreshes, c["chunk"], c["range_end"])
+             for c in expiring_chunks(conn, table, older_than, axis)}
+    return {chunk: why for chunk, why in found.items() if why}
