@@ -108,3 +108,23 @@ def test_catalog_reads_match_the_information_views(tsdb_dsn: str, schema: str) -
     assert state is not None and state.compressed_chunks == 2
     assert (state.segment_by, state.order_by) == (("Sym bol", "dev"), ("price ASC NULLS FIRST",
                                                                        "ts DESC NULLS LAST"))
+
+
+def test_catalog_reads_per_object_once_the_process_has_written(tsdb_dsn: str, schema: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the provider host, a preview's reads share one read of the whole schema for a moment; once the process
+    has written (an `up`), each read queries its own object: every write drops the shared reads, and reading a
+    whole schema (or the whole ownership ledger) per resource made an `up` quadratic in resources."""
+    monkeypatch.setenv("LIFECYCLE_POOL", "1")
+    monkeypatch.setattr(catalog, "_written", False, raising=False)
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
+        def table(name: str) -> TableName:  # made by hand (the embedded server serves one connection at a time)
+            conn.execute(sql.SQL("CREATE TABLE {} (ts timestamptz NOT NULL)").format(sql.Identifier(schema, name)))
+            return TableName(schema=schema, name=name)
+
+        assert catalog.table_snapshot(conn, table("a")) is not None
+        assert catalog.table_snapshot(conn, table("b")) is None  # a preview: the schema as read a moment ago
+        with catalog.writing():
+            pass
+        assert catalog.table_snapshot(conn, table("c")) is not None
+        assert catalog.table_snapshot(conn, table("d")) is not None  # an `up`: each read its own query

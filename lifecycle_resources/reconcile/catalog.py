@@ -223,6 +223,7 @@ CACHE_SECONDS = 2.0  # the longest a batched read is reused: a few engine steps 
 _cache_lock = threading.Lock()
 _generation = 0      # bumped by every write this process starts or ends: older reads are not reused
 _writers = 0         # writes in flight in this process: while any runs, nothing is cached
+_written = False     # this process has written (it runs an `up`): from then on, reads are per object
 _entries: dict[tuple[str, ...], tuple[int, float, Any]] = {}
 _loading: dict[tuple[str, ...], threading.Lock] = {}
 
@@ -230,8 +231,9 @@ _loading: dict[tuple[str, ...], threading.Lock] = {}
 @contextmanager
 def writing() -> Iterator[None]:
     """Around any operation that may change the database: batched reads are dropped before and after it."""
-    global _generation, _writers
+    global _generation, _writers, _written
     with _cache_lock:
+        _written = True
         _writers += 1
         _generation += 1
         _entries.clear()
@@ -251,8 +253,11 @@ def _server_key(conn: psycopg.Connection) -> str:
 
 
 def shared_reads(conn: psycopg.Connection) -> bool:
-    """Whether a read on `conn` may be served from (and stored in) the cache of this process."""
-    return (pool.enabled() and _writers == 0
+    """Whether a read on `conn` may be served from (and stored in) the cache of this process. Never once this
+    process has written (an `up`): every write drops the cache, so a read of a whole schema or of the whole
+    ownership ledger would serve a resource or two before it is dropped, and costs more the more tables and
+    resources there are (quadratic over an `up`: at 400 resources, most of the provider's database time)."""
+    return (pool.enabled() and not _written and _writers == 0
             and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
 
 
