@@ -28,6 +28,7 @@ def pooling(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Pooling and shared reads as in the provider host; every pooled connection closed afterwards (the
     embedded server serves nobody else while one is open)."""
     monkeypatch.setenv(pool.POOL_ENV, "1")
+    monkeypatch.setattr(catalog, "_written", False)  # as a preview: no write yet in this process
     pool.close_all()
     try:
         yield

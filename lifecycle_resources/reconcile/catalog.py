@@ -125,30 +125,55 @@ class TableSnapshot(BaseModel):
         return next((c for c in self.columns if c.name == name), None)
 
 
+# From TimescaleDB's catalog tables rather than its information views (dimensions, hypertables), with the views'
+# own rules: the first dimension by id; its interval as an interval for the time types, else the raw integer;
+# compression enabled when compression_state = 1, for a hypertable that is not an aggregate's materialisation.
+# The views compute every hypertable before filtering (window functions), and their plans cost more than the
+# query: 14 ms for one table on the embedded server, this 3 to 4. tests/test_catalog_reads.py compares the two
+# on both servers.
 _SNAPSHOT = sql.SQL("""
 SELECT c.relname, c.relkind::text,
        (SELECT json_agg(json_build_array(a.attname, t.typname, format_type(a.atttypid, a.atttypmod))
                         ORDER BY a.attnum)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-       json_build_array(d.column_name, d.column_type::text, d.integer_interval, d.time_interval::text),
-       h.compression_enabled
+       (SELECT json_build_array(
+                 d.column_name, d.column_type::text,
+                 CASE WHEN d.column_type <> ALL ({time_types}) THEN d.interval_length END,
+                 CASE WHEN d.column_type = ANY ({time_types})
+                      THEN _timescaledb_functions.to_interval(d.interval_length)::text END)
+          FROM _timescaledb_catalog.dimension d WHERE d.hypertable_id = h.id ORDER BY d.id LIMIT 1),
+       h.compression_state = 1 AND c.relkind IN ('r', 'p')
+         AND NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg ca WHERE ca.mat_hypertable_id = h.id)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN timescaledb_information.dimensions d
-    ON d.hypertable_schema = n.nspname AND d.hypertable_name = c.relname AND d.dimension_number = 1
-  LEFT JOIN timescaledb_information.hypertables h
-    ON h.hypertable_schema = n.nspname AND h.hypertable_name = c.relname
+  LEFT JOIN _timescaledb_catalog.hypertable h ON h.schema_name = n.nspname AND h.table_name = c.relname
  WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') {one}
 """)
+_uuid_is_time: dict[str, bool] = {}
+
+
+def _time_types(conn: psycopg.Connection) -> sql.Composable:
+    """The types whose dimension interval the dimensions view shows as an interval: the date/time types, and uuid
+    (UUIDv7) where the server's own view does (2.26 does, 2.23 does not). Asked once per server and process."""
+    key = _server_key(conn)
+    if key not in _uuid_is_time:
+        row = conn.execute("SELECT strpos(pg_get_viewdef('timescaledb_information.dimensions'::regclass), "
+                           "$$'uuid'::regtype$$) > 0").fetchone()
+        _uuid_is_time[key] = bool(row and row[0])
+    names = ["timestamp", "timestamptz", "date"] + (["uuid"] if _uuid_is_time[key] else [])
+    return sql.SQL("ARRAY[{}]::regtype[]").format(sql.SQL(", ").join(sql.Literal(n) for n in names))
 
 
 def table_snapshot(conn: psycopg.Connection, table: TableName) -> TableSnapshot | None:
+    def query(one: str) -> sql.Composed:
+        return _SNAPSHOT.format(one=sql.SQL(one), time_types=_time_types(conn))  # type: ignore[arg-type]
+
     def one() -> TableSnapshot | None:
-        row = conn.execute(_SNAPSHOT.format(one=sql.SQL("AND c.relname = %s")), (table.schema, table.name)).fetchone()
+        row = conn.execute(query("AND c.relname = %s"), (table.schema, table.name)).fetchone()
         return _snapshot(table.schema, row) if row else None
 
     def schema() -> dict[str, TableSnapshot]:
-        rows = conn.execute(_SNAPSHOT.format(one=sql.SQL("")), (table.schema,)).fetchall()
+        rows = conn.execute(query(""), (table.schema,)).fetchall()
         return {row[0]: _snapshot(table.schema, row) for row in rows}
 
     return per_schema(conn, "tables", table, one, schema)
@@ -198,6 +223,7 @@ CACHE_SECONDS = 2.0  # the longest a batched read is reused: a few engine steps 
 _cache_lock = threading.Lock()
 _generation = 0      # bumped by every write this process starts or ends: older reads are not reused
 _writers = 0         # writes in flight in this process: while any runs, nothing is cached
+_written = False     # this process has written (it runs an `up`): from then on, reads are per object
 _entries: dict[tuple[str, ...], tuple[int, float, Any]] = {}
 _loading: dict[tuple[str, ...], threading.Lock] = {}
 
@@ -205,8 +231,9 @@ _loading: dict[tuple[str, ...], threading.Lock] = {}
 @contextmanager
 def writing() -> Iterator[None]:
     """Around any operation that may change the database: batched reads are dropped before and after it."""
-    global _generation, _writers
+    global _generation, _writers, _written
     with _cache_lock:
+        _written = True
         _writers += 1
         _generation += 1
         _entries.clear()
@@ -226,8 +253,11 @@ def _server_key(conn: psycopg.Connection) -> str:
 
 
 def shared_reads(conn: psycopg.Connection) -> bool:
-    """Whether a read on `conn` may be served from (and stored in) the cache of this process."""
-    return (pool.enabled() and _writers == 0
+    """Whether a read on `conn` may be served from (and stored in) the cache of this process. Never once this
+    process has written (an `up`): every write drops the cache, so a read of a whole schema or of the whole
+    ownership ledger would serve a resource or two before it is dropped, and costs more the more tables and
+    resources there are (quadratic over an `up`: at 400 resources, most of the provider's database time)."""
+    return (pool.enabled() and not _written and _writers == 0
             and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
 
 

@@ -1,0 +1,130 @@
+"""The table and compression readers query TimescaleDB's catalog tables instead of its information views (their
+planning alone cost 10-25 ms a query on the embedded server): they must read exactly what the views say, for
+every kind of relation and setting the resources meet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifecycle_resources.identifiers import TableName
+from lifecycle_resources.reconcile import catalog, compression
+
+pytestmark = pytest.mark.integration
+
+# The readers as they were, on the information views: the reference.
+SNAPSHOT_BY_VIEWS = """
+SELECT c.relname, c.relkind::text,
+       (SELECT json_agg(json_build_array(a.attname, t.typname, format_type(a.atttypid, a.atttypmod))
+                        ORDER BY a.attnum)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       json_build_array(d.column_name, d.column_type::text, d.integer_interval, d.time_interval::text),
+       h.compression_enabled
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN timescaledb_information.dimensions d
+    ON d.hypertable_schema = n.nspname AND d.hypertable_name = c.relname AND d.dimension_number = 1
+  LEFT JOIN timescaledb_information.hypertables h
+    ON h.hypertable_schema = n.nspname AND h.hypertable_name = c.relname
+ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+
+COMPRESSION_BY_VIEWS = """
+SELECT h.hypertable_name, h.compression_enabled, s.segmentby, s.orderby,
+       (SELECT count(*) FROM timescaledb_information.chunks c
+         WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
+           AND c.is_compressed)
+  FROM timescaledb_information.hypertables h
+  LEFT JOIN timescaledb_information.hypertable_columnstore_settings s
+    ON s.hypertable = format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass
+ WHERE h.hypertable_schema = %s
+"""
+
+
+def build(conn: psycopg.Connection, schema: str) -> None:
+    """One of each: plain table, view, hypertables on timestamptz / date / bigint time with a space dimension, uuid,
+    compression with quoted names and every NULLS placement, compressed chunks, a continuous aggregate."""
+    s = sql.Identifier(schema)
+
+    def run(text: str) -> None:
+        conn.execute(sql.SQL(text).format(s=s))
+
+    run("CREATE TABLE {s}.plain (ts timestamptz NOT NULL, v int)")
+    run("CREATE VIEW {s}.a_view AS SELECT 1 AS one")
+    run('CREATE TABLE {s}."Ticks" (ts timestamptz NOT NULL, "Sym bol" text, dev int, price float8, dropped int)')
+    run('ALTER TABLE {s}."Ticks" DROP COLUMN dropped')
+    run("SELECT create_hypertable(format('%I.%I', {s_text}, 'Ticks')::regclass, by_range('ts', interval '6 hours'))"
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run('ALTER TABLE {s}."Ticks" SET (timescaledb.compress, timescaledb.compress_segmentby = \'"Sym bol", dev\', '
+        "timescaledb.compress_orderby = 'price ASC NULLS FIRST, ts DESC NULLS LAST')")
+    run('INSERT INTO {s}."Ticks" SELECT now() - g * interval \'1 hour\', \'A\', g % 3, g FROM generate_series(1, 30) g')
+    run('SELECT compress_chunk(c) FROM show_chunks(format(\'%I.%I\', {s_text}, \'Ticks\')::regclass) c LIMIT 2'
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run("CREATE TABLE {s}.days (day date NOT NULL, v int)")
+    run("SELECT create_hypertable(format('%I.%I', {s_text}, 'days')::regclass, by_range('day', interval '1 month'))"
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run("ALTER TABLE {s}.days SET (timescaledb.compress)")
+    run("CREATE TABLE {s}.counts (t bigint NOT NULL, k int NOT NULL, v int)")
+    run("SELECT create_hypertable(format('%I.%I', {s_text}, 'counts')::regclass, by_range('t', 1000))"
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run("SELECT add_dimension(format('%I.%I', {s_text}, 'counts')::regclass, by_hash('k', 4))"
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run("CREATE TABLE {s}.events (id uuid NOT NULL, v int)")  # UUIDv7 time (TimescaleDB 2.22 on)
+    run("SELECT create_hypertable(format('%I.%I', {s_text}, 'events')::regclass, by_range('id', interval '1 day'))"
+        .replace("{s_text}", sql.Literal(schema).as_string(conn)))
+    run("CREATE MATERIALIZED VIEW {s}.hourly WITH (timescaledb.continuous) AS "
+        'SELECT time_bucket(interval \'1 hour\', ts) AS bucket, count(*) FROM {s}."Ticks" GROUP BY 1 WITH NO DATA')
+
+
+def rows(conn: psycopg.Connection, query: Any, schema: str) -> list[tuple]:
+    return sorted(conn.execute(query, (schema,)).fetchall(), key=lambda r: r[0])
+
+
+def test_catalog_reads_match_the_information_views(tsdb_dsn: str, schema: str) -> None:
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
+        build(conn, schema)
+        by_views = rows(conn, SNAPSHOT_BY_VIEWS, schema)
+        ours = rows(conn, catalog._SNAPSHOT.format(one=sql.SQL(""), time_types=catalog._time_types(conn)), schema)
+        # The views give an array of nulls for a plain table, ours null: the reader treats both as "no dimension".
+        assert [r[:3] + (r[3] if r[3] and r[3][0] is not None else None, bool(r[4])) for r in by_views] == \
+               [r[:3] + (r[3], bool(r[4])) for r in ours]
+        assert {r[0] for r in ours} == {"plain", "a_view", "Ticks", "days", "counts", "events", "hourly"}
+        assert rows(conn, COMPRESSION_BY_VIEWS, schema) == rows(conn, compression._READ.format(one=sql.SQL("")),
+                                                                 schema)
+        # What the readers make of it, one table at a time as a transaction reads it.
+        with conn.transaction():
+            ticks = catalog.table_snapshot(conn, TableName(schema=schema, name="Ticks"))
+            counts = catalog.table_snapshot(conn, TableName(schema=schema, name="counts"))
+            state = compression.read_settings(conn, catalog.server_info(conn),
+                                              TableName(schema=schema, name="Ticks"))
+    assert ticks is not None and ticks.time_dimension is not None and ticks.compression_enabled
+    assert (ticks.time_dimension.column, ticks.time_dimension.interval_value) == ("ts", 6 * 3600 * 10**6)
+    assert [c.name for c in ticks.columns] == ["ts", "Sym bol", "dev", "price"]
+    assert counts is not None and counts.time_dimension is not None and not counts.compression_enabled
+    assert (counts.time_dimension.column_type, counts.time_dimension.interval_value) == ("int8", 1000)
+    assert state is not None and state.compressed_chunks == 2
+    assert (state.segment_by, state.order_by) == (("Sym bol", "dev"), ("price ASC NULLS FIRST",
+                                                                       "ts DESC NULLS LAST"))
+
+
+def test_catalog_reads_per_object_once_the_process_has_written(tsdb_dsn: str, schema: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the provider host, a preview's reads share one read of the whole schema for a moment; once the process
+    has written (an `up`), each read queries its own object: every write drops the shared reads, and reading a
+    whole schema (or the whole ownership ledger) per resource made an `up` quadratic in resources."""
+    monkeypatch.setenv("LIFECYCLE_POOL", "1")
+    monkeypatch.setattr(catalog, "_written", False, raising=False)
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
+        def table(name: str) -> TableName:  # made by hand (the embedded server serves one connection at a time)
+            conn.execute(sql.SQL("CREATE TABLE {} (ts timestamptz NOT NULL)").format(sql.Identifier(schema, name)))
+            return TableName(schema=schema, name=name)
+
+        assert catalog.table_snapshot(conn, table("a")) is not None
+        assert catalog.table_snapshot(conn, table("b")) is None  # a preview: the schema as read a moment ago
+        with catalog.writing():
+            pass
+        assert catalog.table_snapshot(conn, table("c")) is not None
+        assert catalog.table_snapshot(conn, table("d")) is not None  # an `up`: each read its own query
