@@ -50,3 +50,19 @@ def overlapped(items: Sequence[I], first: Callable[[I], Staged[R]], *,
                     finished(i, item, staged)
         settle()
     return results
+
+
+def in_sequence(items: Sequence[I], first: Callable[[I], Staged[R]], *,
+                started: Callable[[int, I], None] | None = None,
+                finished: Callable[[int, I, R], None] | None = None) -> list[R]:
+    """overlapped() without the overlap: each item's two stages one after the other, as the archiver ran before
+    (scripts/bench_archive.py measures both)."""
+    results: list[R] = []
+    for i, item in enumerate(items, 1):
+        if started:
+            started(i, item)
+        staged = first(item)
+        results.append(staged() if callable(staged) else staged)
+        if finished:
+            finished(i, item, results[-1])
+    return results
