@@ -14,7 +14,10 @@ exchange text, trade_id bigint, conditions int), `--rows` rows in 10 one-day chu
 2. export: each chunk to a Parquet file as the archive exports it (its snapshot's row count and hash, then the
    rows), nothing uploaded or dropped.
 3. archive: `DataLifecycleManager.archive(older_than='30 days')` to a local directory store: snapshot, export,
-   upload, verify (size, sha256, footer rows), manifest, and the drop after re-checking the chunk.
+   upload, verify (size, sha256, footer rows), manifest, and the drop after re-checking the chunk; of a fresh
+   copy of the table each time (archiving drops its chunks), `--repeat` times, taking turns with the same run with
+   the chunks' stages in sequence (the archiver before the export of chunk k+1 overlapped chunk k's upload,
+   verification and drop).
 
 Rows/s, MB/s (of the COPY text of the same rows, so that every line divides the same bytes) and the ratio to
 the faster COPY are printed, with the Parquet bytes and this process's peak RSS (the export streams record
@@ -43,12 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import CREATED, embedded, given, native  # noqa: E402
 from lifecycle_resources.db import migrations  # noqa: E402
 from lifecycle_resources.db.native import pg_bindir  # noqa: E402
-from lifecycle_resources.runner.archive import archiver, export  # noqa: E402
+from lifecycle_resources.runner.archive import archiver, export, pipeline  # noqa: E402
 from lifecycle_resources.runner.archive.store import LocalStore  # noqa: E402
 from lifecycle_resources.runner.manager import DataLifecycleManager  # noqa: E402
 
 SCHEMA = "bench_archive"
 TABLE = f"{SCHEMA}.trades"
+ARCHIVED = f"{SCHEMA}.trades_archived"  # a fresh copy of TABLE for each archive run
 DAYS = 10
 OLDER_THAN = "30 days"
 COLUMNS = "ts, symbol, price, size, bid, ask, exchange, trade_id, conditions"
@@ -79,6 +83,21 @@ def build(dsn: str, rows: int, compressed: int) -> None:
             conn.execute(f"SELECT compress_chunk(c) FROM (SELECT c FROM show_chunks('{TABLE}') c ORDER BY 1 "
                          "LIMIT %s) x", (compressed,))
         conn.execute(f"VACUUM ANALYZE {TABLE}")
+
+
+def fresh_copy(dsn: str, compressed: int) -> None:
+    """ARCHIVED: the rows, chunks and compressed chunks of TABLE, for one archive run (it drops the chunks)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {ARCHIVED}")
+        conn.execute(f"CREATE TABLE {ARCHIVED} (LIKE {TABLE})")
+        conn.execute("SELECT create_hypertable(%s::regclass, by_range('ts', interval '1 day'))", (ARCHIVED,))
+        conn.execute(f"INSERT INTO {ARCHIVED} SELECT * FROM {TABLE}")
+        if compressed:
+            conn.execute(f"ALTER TABLE {ARCHIVED} SET (timescaledb.compress, "
+                         "timescaledb.compress_segmentby = 'symbol')")
+            conn.execute(f"SELECT compress_chunk(c) FROM (SELECT c FROM show_chunks('{ARCHIVED}') c ORDER BY 1 "
+                         "LIMIT %s) x", (compressed,))
+        conn.execute(f"VACUUM ANALYZE {ARCHIVED}")
 
 
 def psql() -> str:
@@ -120,10 +139,15 @@ def export_only(dsn: str, workdir: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, rows, size
 
 
-def archive(dsn: str, store: Path) -> tuple[float, int, int]:
-    start = time.perf_counter()
-    results = DataLifecycleManager(dsn).archive(TABLE, OLDER_THAN, f"file://{store}")
-    seconds = time.perf_counter() - start
+def archive(dsn: str, store: Path, *, overlap: bool = True) -> tuple[float, int, int]:
+    """(seconds, rows, Parquet bytes) of archiving ARCHIVED; `overlap` False: the chunks' stages in sequence."""
+    stages, archiver.overlapped = archiver.overlapped, pipeline.overlapped if overlap else pipeline.in_sequence
+    try:
+        start = time.perf_counter()
+        results = DataLifecycleManager(dsn).archive(ARCHIVED, OLDER_THAN, f"file://{store}")
+        seconds = time.perf_counter() - start
+    finally:
+        archiver.overlapped = stages
     failed = [r.describe() for r in results if r.error]
     if failed:
         raise SystemExit("archive failed:\n" + "\n".join(failed))
@@ -139,27 +163,32 @@ def bench(kind: str, dsn: str, rows: int, compressed: int, repeat: int) -> None:
     print(f"\n[{kind}] building {rows:,} rows in {DAYS} chunks ({compressed} compressed) ...", flush=True)
     build(dsn, rows, compressed)
     copy(dsn, "")  # warm-up: the rows in the server's cache, for every measurement alike
-    runs: dict[str, list[float]] = {"text": [], "binary": [], "export": []}
+    runs: dict[str, list[float]] = {"text": [], "binary": [], "export": [], "archive": [], "sequence": []}
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
-        for _ in range(repeat):  # taking turns: a machine busy with other work weighs on every line alike
+        for i in range(repeat):  # taking turns: a machine busy with other work weighs on every line alike
             text_s, text_bytes = copy(dsn, "")
             bin_s, bin_bytes = copy(dsn, " (FORMAT BINARY)")
             ex_s, ex_rows, ex_bytes = export_only(dsn, Path(tmp))
-            for k, v in (("text", text_s), ("binary", bin_s), ("export", ex_s)):
+            fresh_copy(dsn, compressed)
+            ar_s, ar_rows, ar_bytes = archive(dsn, Path(tmp) / f"store{i}")
+            fresh_copy(dsn, compressed)
+            seq_s, seq_rows, _ = archive(dsn, Path(tmp) / f"sequence{i}", overlap=False)
+            for k, v in (("text", text_s), ("binary", bin_s), ("export", ex_s), ("archive", ar_s),
+                         ("sequence", seq_s)):
                 runs[k].append(v)
-        ar_s, ar_rows, ar_bytes = archive(dsn, Path(tmp) / "store")
-        objects = len([k for k in LocalStore(Path(tmp) / "store").keys() if k.endswith(".parquet")])
-    text_s, bin_s, ex_s = (statistics.median(runs[k]) for k in ("text", "binary", "export"))
+        objects = len([k for k in LocalStore(Path(tmp) / "store0").keys() if k.endswith(".parquet")])
+    text_s, bin_s, ex_s, ar_s, seq_s = (statistics.median(runs[k]) for k in runs)
     best = min(text_s, bin_s)
     print(f"[{kind}] seconds of each run: " + ", ".join(f"{k} {' '.join(f'{v:.2f}' for v in vs)}"
-                                                        for k, vs in runs.items()) + f", archive {ar_s:.2f}")
-    assert ex_rows == ar_rows == rows // DAYS * DAYS, (ex_rows, ar_rows)
+                                                        for k, vs in runs.items()))
+    assert ex_rows == ar_rows == seq_rows == rows // DAYS * DAYS, (ex_rows, ar_rows, seq_rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"[{kind}] {ar_rows:,} rows, COPY text {text_bytes / 1e6:.0f} MB, binary {bin_bytes / 1e6:.0f} MB, "
           f"Parquet {ar_bytes / 1e6:.0f} MB in {objects} objects (zstd {export.ZSTD_LEVEL})")
     print(line("COPY TO STDOUT (text)", text_s, ar_rows, text_bytes, best))
     print(line("COPY (FORMAT BINARY)", bin_s, ar_rows, text_bytes, best))
     print(line("export to Parquet", ex_s, ex_rows, text_bytes, best))
+    print(line("archive, in sequence", seq_s, ar_rows, text_bytes, best, "  (stages of the chunks one by one)"))
     print(line("archive (whole run)", ar_s, ar_rows, text_bytes, best, "  <- ratio archive / COPY"))
     print(f"  peak RSS of this process: {peak:.0f} MB", flush=True)
 
@@ -169,7 +198,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--servers", default="native embedded")
     parser.add_argument("--compressed", type=int, default=2, help="chunks compressed (of 10)")
-    parser.add_argument("--repeat", type=int, default=3, help="COPY and export runs (median); archive runs once")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each line (median)")
     parser.add_argument("--dsn", default=None, help="a TimescaleDB you own (schema bench_archive, dropped after)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "

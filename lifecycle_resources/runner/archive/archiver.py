@@ -11,6 +11,11 @@ Per chunk (Thanos' order: data first, manifest last; pg_partman's: drop only aft
 Any failure records the slice `failed` with its error and drops nothing. A run after a crash at any step
 converges: every step before the drop can be repeated, and the drop commits with its record or not at all.
 
+Chunks overlap (pipeline.py): step 1 of chunk k+1 runs while steps 2-3 of chunk k run in a worker thread, never
+more than one chunk ahead. Where the server takes a second connection, step 1 runs on a connection of its own and
+steps 2-3 on the archive's (the drop's re-check included); on the embedded server (one client at a time) both
+share the archive's connection under a lock, so only the client's work (upload, verification) overlaps.
+
 LIFECYCLE_ARCHIVE_FAULT=<step> kills the process (SIGKILL) at that step: the fault-injection tests use it."""
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,12 +37,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ...db.connection import connect
+from ...db.pool import is_embedded
 from ...errors import LifecycleError
 from ...identifiers import TableName
 from ...reconcile.locks import lock_table
 from . import export, refresh_guard
 from ..progress import StepProgress
 from .load import load_temp
+from .pipeline import overlapped
 from .plan import Snapshot, State, manifest, manifest_key, manifest_problems, object_key
 from .store import ArchiveStore
 from .timeaxis import INTEGER_TYPES, TIME_TYPES, Bound, TimeAxis, show
@@ -219,7 +227,8 @@ def _record_failure(conn: psycopg.Connection, s: Snapshot, store: ArchiveStore, 
 
 
 def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s: Snapshot, key: str, ex: _Export,
-             workdir: Path, read_back: bool) -> tuple[int, str]:
+             workdir: Path, read_back: bool,
+             db: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> tuple[int, str]:
     """Upload (or reuse) the object, verify it against the snapshot (with `read_back`: every row), write its
     manifest last. (size, sha256)."""
     if ex.manifest_raw is not None:  # a complete object for these very rows: reuse it
@@ -230,7 +239,8 @@ def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s:
         if problems:
             raise Mismatch("the published object does not match: " + "; ".join(problems))
         if read_back:
-            _read_back(conn, table, s, store, key, workdir)
+            with db():
+                _read_back(conn, table, s, store, key, workdir)
         return int(body["bytes"]), str(body["sha256"])
     assert ex.path is not None and ex.size is not None and ex.sha256 is not None
     store.put_file(key, ex.path)
@@ -239,7 +249,8 @@ def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s:
     if problems:
         raise Mismatch("the uploaded object does not verify: " + "; ".join(problems))
     if read_back:  # before the manifest: an object that fails it stays partial and is rewritten next time
-        _read_back(conn, table, s, store, key, workdir)
+        with db():
+            _read_back(conn, table, s, store, key, workdir)
     body = manifest(s, key=key, size=ex.size, sha256=ex.sha256, columns=ex.columns,
                     exported_at=datetime.now().astimezone())
     if not store.put_once(manifest_key(key), body):
@@ -299,9 +310,26 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
 _FAILURES: tuple[type[BaseException], ...] = (LifecycleError, psycopg.Error, OSError, pa.ArrowException)
 
 
-def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any], store: ArchiveStore,
-                   cols: list[export.Column], workdir: Path, read_back: bool,
-                   exporter: export.Exporter | None = None) -> SliceResult:
+def _failed(conn: psycopg.Connection, s: Snapshot, store: ArchiveStore, key: str | None,
+            exc: BaseException) -> SliceResult:
+    error = str(exc).strip() or type(exc).__name__
+    _record_failure(conn, s, store, key, error)
+    return SliceResult(s.chunk, s.range_start, s.range_end, "failed", State.FAILED, s.row_count,
+                       location=store.location(key) if key else None, error=error)
+
+
+@dataclass
+class _Exported:
+    """A chunk exported and recorded `pending`: what its upload, verification and drop start from."""
+    snapshot: Snapshot
+    key: str
+    export: _Export
+
+
+def _export_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any], store: ArchiveStore,
+                  cols: list[export.Column], workdir: Path,
+                  exporter: export.Exporter | None = None) -> _Exported | SliceResult:
+    """Step 1 (snapshot and export) on `conn`: the chunk exported, or its failure (recorded)."""
     ex = _Export(columns=[{"name": c.name, "pg_type": c.pg_type} for c in cols])
     s = Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
                  range_end=chunk["range_end"])
@@ -323,18 +351,40 @@ def _archive_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, 
             if rows != s.row_count:  # one snapshot: this would be a bug, never a race
                 raise Mismatch(f"exported {rows} rows of {s.chunk}, counted {s.row_count} in the same snapshot")
         fault("exported")
-        size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back)
-        with conn.transaction():
+    except _FAILURES as exc:
+        return _failed(conn, s, store, key, exc)
+    return _Exported(s, key, ex)
+
+
+def _finish_chunk(conn: psycopg.Connection, table: TableName, done: _Exported, store: ArchiveStore,
+                  workdir: Path, read_back: bool,
+                  db: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> SliceResult:
+    """Steps 2 and 3 (upload, verify, manifest, record, drop) on `conn`, the archive's connection; `db()` is held
+    while `conn` is used (the export of the next chunk may share it: the embedded server)."""
+    s, key, ex = done.snapshot, done.key, done.export
+    try:
+        size, sha = _publish(conn, table, store, s, key, ex, workdir, read_back, db)
+        with db(), conn.transaction():
             record(conn, s, State.VERIFIED, store=store, key=key, size=size, sha256=sha)
         fault("verified")
-        _drop(conn, table, s, store, key, size, sha)
+        with db():
+            _drop(conn, table, s, store, key, size, sha)
     except _FAILURES as exc:
-        error = str(exc).strip() or type(exc).__name__
-        _record_failure(conn, s, store, key, error)
-        return SliceResult(s.chunk, s.range_start, s.range_end, "failed", State.FAILED, s.row_count,
-                           location=store.location(key) if key else None, error=error)
+        with db():
+            return _failed(conn, s, store, key, exc)
     return SliceResult(s.chunk, s.range_start, s.range_end, "reused" if ex.manifest_raw else "archived",
                        State.DROPPED, s.row_count, size, store.location(key))
+
+
+@contextlib.contextmanager
+def _export_connection(conn: psycopg.Connection, dsn: str | None) -> Iterator[psycopg.Connection]:
+    """The connection chunks are exported on: a second one where the server takes it (the next chunk's export
+    then runs on the server while the archive's connection verifies and drops the last one), else `conn`."""
+    if dsn is None or is_embedded(conn):
+        yield conn
+        return
+    with connect(dsn) as second:
+        yield second
 
 
 def archive(dsn: str, table: str, older_than: str, store: ArchiveStore, *,
@@ -362,19 +412,41 @@ def archive_on(conn: psycopg.Connection, table: str, older_than: str, store: Arc
         chunks = [c for c in expiring_chunks(conn, name, older_than, axis) if not c["held"]]
         sweep()  # the export files of runs killed before they could remove them
         refreshes = refresh_guard.refreshes_over(conn, name, axis.integer)
-        with export.Exporter(dsn) as exporter:
-            for i, chunk in enumerate(chunks, 1):
-                if progress:
-                    progress(i, len(chunks), chunk["chunk"], None)
+        with export.Exporter(dsn) as exporter, _export_connection(conn, dsn) as exporting:
+            # One connection for both stages (the embedded server): the upload and verification of chunk k,
+            # client work, overlap the export of chunk k+1; its record and drop wait for the connection.
+            shared = threading.Lock()
+            db = (lambda: shared) if exporting is conn else contextlib.nullcontext
+
+            def first(chunk: dict[str, Any]) -> SliceResult | Callable[[], SliceResult]:
                 refused = refresh_guard.refusal(refreshes, chunk["chunk"], chunk["range_end"])
                 if refused:  # nothing exported or recorded: the chunk stays as it is
-                    results.append(SliceResult(chunk["chunk"], chunk["range_start"], chunk["range_end"], "refused",
-                                               State.FAILED, error=refused))
-                else:
-                    with scratch("lifecycle-archive-") as tmp:
-                        results.append(_archive_chunk(conn, name, chunk, store, cols, tmp, read_back, exporter))
-                if progress:
-                    progress(i, len(chunks), chunk["chunk"], results[-1].describe())
+                    return SliceResult(chunk["chunk"], chunk["range_start"], chunk["range_end"], "refused",
+                                       State.FAILED, error=refused)
+                # The export file lives from the export (this thread) to the end of the upload (the worker's).
+                scratch_dir = contextlib.ExitStack()
+                tmp = scratch_dir.enter_context(scratch("lifecycle-archive-"))
+                try:
+                    with db():
+                        done = _export_chunk(exporting, name, chunk, store, cols, tmp, exporter)
+                except BaseException:
+                    scratch_dir.close()
+                    raise
+                if isinstance(done, SliceResult):
+                    scratch_dir.close()
+                    return done
+
+                def second() -> SliceResult:
+                    try:
+                        return _finish_chunk(conn, name, done, store, tmp, read_back, db)
+                    finally:
+                        scratch_dir.close()
+                return second
+
+            results = overlapped(
+                chunks, first,
+                started=lambda i, c: progress(i, len(chunks), c["chunk"], None) if progress else None,
+                finished=lambda i, c, r: progress(i, len(chunks), c["chunk"], r.describe()) if progress else None)
     finally:
         if not conn.closed:
             try:
