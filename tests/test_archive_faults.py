@@ -34,8 +34,11 @@ def test_archive_fault_at_each_step_converges(step: str, tsdb_dsn: str, lifecycl
 
     crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step, "TMPDIR": str(tmp)})
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
-    [leftover] = tmp.iterdir()
-    assert leftover.name.startswith("lifecycle-archive-") and (leftover / "export.parquet").is_file()
+    # The killed chunk's export, and the next chunk's when the kill came in its upload's stage (the export of
+    # chunk k+1 overlaps it): never more than two.
+    leftovers = list(tmp.iterdir())
+    assert 1 <= len(leftovers) <= 2 and all(p.name.startswith("lifecycle-archive-") for p in leftovers), leftovers
+    assert any((p / "export.parquet").is_file() for p in leftovers), leftovers
     assert first in chunks(tsdb_dsn, schema)  # killed before (or inside) the drop's transaction: still there
     assert rows_text(tsdb_dsn, rel, where) == original
     assert sql_run(tsdb_dsn, "SELECT state FROM lifecycle.archives WHERE chunk_name = %s", (first,)) == [(LEFT[step],)]

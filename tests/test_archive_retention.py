@@ -351,7 +351,8 @@ def test_runner_archived_policy_killed_then_rerun_converges(tsdb_dsn: str, lifec
     crashed = lifecycle(tsdb_dsn, *args, env={FAULT_ENV: step, "TMPDIR": str(tmp)})
     assert crashed.returncode == -signal.SIGKILL, crashed
     assert expiring(tsdb_dsn, schema) == old  # the first chunk's drop never committed
-    assert [p.name.startswith("lifecycle-archive-") for p in tmp.iterdir()] == [True]
+    left = [p.name.startswith("lifecycle-archive-") for p in tmp.iterdir()]
+    assert left in ([True], [True, True]), left  # the next chunk's export too, when it overlapped the kill
     again = lifecycle(tsdb_dsn, *args, env={"TMPDIR": str(tmp)})
     assert again.returncode == 0, again
     assert list(tmp.iterdir()) == []
