@@ -164,7 +164,7 @@ class PolicyProvider(LifecycleProvider):
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
         args = self._args(props)
-        with self.session(props) as (conn, info), conn.transaction():
+        with self.applying(props) as (conn, info):
             lock_table(conn, TableName.parse(args.hypertable))
             target, declared, actual, claim, ops = self._plan(conn, args, props)
             for op in ops:
