@@ -1,6 +1,4 @@
-"""What the provider spends in the database, per operation: wall time (connect included), statements, and
-round trips (a statement outside a pipeline is one; inside pipeline() the statements queued before a read, or
-before the pipeline ends, go out together as one).
+"""What the provider spends in the database, per operation: wall time (connect included) and statements.
 
 Off unless LIFECYCLE_DB_TIMING names a file: then each provider operation appends one JSON line to it
 (see record()). The bench harness reads these lines.
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import pq
 
 TIMING_ENV = "LIFECYCLE_DB_TIMING"
 
@@ -27,8 +24,6 @@ TIMING_ENV = "LIFECYCLE_DB_TIMING"
 class Meter:
     seconds: float = 0.0
     statements: int = 0
-    round_trips: int = 0
-    queued: bool = False  # pipeline statements sent since the last round trip counted
 
 
 _local = threading.local()
@@ -60,58 +55,11 @@ def timed(statements: int = 0) -> Iterator[None]:
         meter.statements += statements
 
 
-def _round_trip(*, queued: bool) -> None:
-    """A statement sent (queued: in a pipeline, waiting for the next read), or a read that waits for the
-    server: the latter is a round trip only when statements were queued since the last one."""
-    meter = getattr(_local, "meter", None)
-    if meter is None:
-        return
-    if queued:
-        meter.queued = True
-    elif meter.queued:
-        meter.round_trips, meter.queued = meter.round_trips + 1, False
-
-
 class MeteredCursor(psycopg.Cursor[Any]):
-    # In pipeline mode execute() only queues: the wait moves to the reads, so they are timed too.
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> MeteredCursor:  # type: ignore[override]
         with timed(1):
             super().execute(query, params, **kwargs)
-        in_pipeline = self.connection.info.pipeline_status != pq.PipelineStatus.OFF
-        _round_trip(queued=True)
-        if not in_pipeline:
-            _round_trip(queued=False)
         return self
-
-    def fetchone(self) -> Any:
-        with timed():
-            _round_trip(queued=False)
-            return super().fetchone()
-
-    def fetchall(self) -> list[Any]:
-        with timed():
-            _round_trip(queued=False)
-            return super().fetchall()
-
-    def fetchmany(self, size: int = 0) -> list[Any]:
-        with timed():
-            _round_trip(queued=False)
-            return super().fetchmany(size)
-
-
-@contextmanager
-def pipeline(conn: psycopg.Connection) -> Iterator[None]:
-    """conn.pipeline(), metered: its end waits for whatever is still queued (a Sync: one more round trip)."""
-    ended = None
-    try:
-        with conn.pipeline():
-            yield
-            ended = time.perf_counter()
-    finally:
-        meter = getattr(_local, "meter", None)
-        if meter is not None and ended is not None:
-            meter.seconds += time.perf_counter() - ended
-            meter.round_trips, meter.queued = meter.round_trips + 1, False
 
 
 _write_lock = threading.Lock()
@@ -120,8 +68,7 @@ _write_lock = threading.Lock()
 @contextmanager
 def operation(op: str, kind: str, resource: str | None) -> Iterator[None]:
     """Meter one provider operation and append its line to $LIFECYCLE_DB_TIMING (nothing when unset):
-    {"op", "kind", "resource", "db_seconds", "statements", "round_trips"}; open-append-close per line, under a
-    lock."""
+    {"op", "kind", "resource", "db_seconds", "statements"}; open-append-close per line, under a lock."""
     path = os.environ.get(TIMING_ENV)
     if not path:
         yield
@@ -131,7 +78,6 @@ def operation(op: str, kind: str, resource: str | None) -> Iterator[None]:
             yield
         finally:
             line = json.dumps({"op": op, "kind": kind, "resource": resource or "",
-                               "db_seconds": round(meter.seconds, 6), "statements": meter.statements,
-                               "round_trips": meter.round_trips})
+                               "db_seconds": round(meter.seconds, 6), "statements": meter.statements})
             with _write_lock, open(path, "a", encoding="utf-8") as out:
                 out.write(line + "\n")

@@ -286,19 +286,14 @@ def cached(conn: psycopg.Connection, what: str, key: str, load: Callable[[], T])
 _present: set[tuple[str, str]] = set()
 
 
-def known_present(conn: psycopg.Connection, what: str) -> bool:
-    """present() would answer True without asking the server."""
-    return (_server_key(conn), what) in _present and pool.enabled()
-
-
 def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, created_here: bool = True) -> bool:
     """Whether an object this product installs once and never drops (the ownership ledger, the lifecycle
     schema's functions) exists. Once seen in the provider host, not asked again by this process (one command).
     Seen inside a transaction only counts when that transaction cannot have created it (`created_here`
     False): a rollback could undo it."""
-    if known_present(conn, what):
-        return True
     key = (_server_key(conn), what)
+    if key in _present and pool.enabled():
+        return True
     found = probe()
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if found and pool.enabled() and (idle or not created_here):

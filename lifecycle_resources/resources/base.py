@@ -271,15 +271,6 @@ class LifecycleProvider(ResourceProvider, ABC):
             # Driver errors can echo connection details: strip the password before they reach the user.
             raise LifecycleError(self._where(props) + scrub(str(exc).strip(), dsn)) from None
 
-    @contextmanager
-    def applying(self, props: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection, catalog.ServerInfo]]:
-        """session() in one transaction, in pipeline mode: a statement whose result is not read (BEGIN, the table
-        lock, alter_job, ALTER TABLE, the owner's record) goes out with the next read instead of costing a round
-        trip of its own. Its error, if any, is raised by that read or at the end of the block: still inside the
-        transaction, which it rolls back, and still named after the resource by session()."""
-        with self.session(props) as (conn, info), metering.pipeline(conn), conn.transaction():
-            yield conn, info
-
     def _where(self, props: Mapping[str, Any]) -> str:
         name = props.get("resource_name")
         return f"{self.kind} {name}: " if name else f"{self.kind}: "

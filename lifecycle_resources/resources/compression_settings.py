@@ -72,7 +72,7 @@ class CompressionSettingsProvider(LifecycleProvider):
 
     def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool, list[str]]:
         args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
-        with self.applying(props) as (conn, info):
+        with self.session(props) as (conn, info), conn.transaction():
             target, declared = self._declared(conn, args)
             lock_table(conn, target.table)
             actual = read_settings(conn, info, target.table)

@@ -157,7 +157,7 @@ class HypertableProvider(LifecycleProvider):
     def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool, list[str]]:
         args = HypertableArgs.model_validate(props)
         table = TableName.parse(args.table)
-        with self.applying(props) as (conn, info):
+        with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
             snap = catalog.table_snapshot(conn, table)
             declared = self._declared(conn, info, args, snap)

@@ -4,7 +4,6 @@ converged in place with alter_job, adopted when it already exists, deleted on de
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import psycopg
@@ -165,9 +164,8 @@ class PolicyProvider(LifecycleProvider):
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
         args = self._args(props)
-        with self.applying(props) as (conn, info):
+        with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, TableName.parse(args.hypertable))
-            has_registry = _registry_probe(conn)  # sent with the lock, read at the end: no round trip of its own
             target, declared, actual, claim, ops = self._plan(conn, args, props)
             for op in ops:
                 jobs.execute(op, conn, info)
@@ -181,7 +179,7 @@ class PolicyProvider(LifecycleProvider):
                     f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected {expected}")
             job = after[0] if after else declared
             registered = register(conn, self.kind_spec, target.table, declared, job.job_id, props,
-                                  self._parameters(args), has_registry)
+                                  self._parameters(args))
             if registered:
                 done.append(jobs.Registered(self.kind_spec, target.table, registered))
         return self._presented(job, declared), bool(actual), described(done)
@@ -318,36 +316,22 @@ def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
     return project or "", stack, reg.get("environment")
 
 
-_REGISTRY = "lifecycle policy registry"
-_REGISTRY_PROBE = ("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,integer,text,text,"
-                   "text,boolean)') IS NOT NULL")
-
-
-def _registry_probe(conn: psycopg.Connection) -> Callable[[], bool]:
-    """Whether the lifecycle schema (LifecycleSchema) with its declarations table (005) is installed: asked now,
-    answered when called (in pipeline mode the question rides along with the statements sent meanwhile)."""
-    if catalog.known_present(conn, _REGISTRY):
-        return lambda: True
-    asked = conn.execute(_REGISTRY_PROBE)
-
-    def answer() -> bool:
-        row = asked.fetchone()
+def _has_registry(conn: psycopg.Connection) -> bool:
+    """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,"
+                           "integer,text,text,text,boolean)') IS NOT NULL").fetchone()
         return bool(row and row[0])
     # a policy's transaction never creates the lifecycle schema: LifecycleSchema's migrations do
-    return lambda: catalog.present(conn, _REGISTRY, answer, created_here=False)
-
-
-def _has_registry(conn: psycopg.Connection) -> bool:
-    return _registry_probe(conn)()
+    return catalog.present(conn, "lifecycle policy registry", probe, created_here=False)
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
-             job_id: int | None, props: dict[str, Any], extra: dict[str, Any] | None = None,
-             has_registry: Callable[[], bool] | None = None) -> str | None:
+             job_id: int | None, props: dict[str, Any], extra: dict[str, Any] | None = None) -> str | None:
     """Record the declaration (no job is touched: the provider converged it) in the caller's transaction;
     its name when the declaration changed, None when unchanged or when the database has no lifecycle schema
     (refused when `extra` holds what only the runner acts on: without a registration nothing would)."""
-    if not (has_registry or _registry_probe(conn))():
+    if not _has_registry(conn):
         if extra:
             raise LifecycleError(f"{props.get('resource_name')}: {', '.join(sorted(extra))} needs the lifecycle "
                                  "schema (declare LifecycleSchema in the stack): the runner acts on it from there")
