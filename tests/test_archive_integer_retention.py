@@ -158,3 +158,30 @@ def test_restore_integer_time_into_hypertable_under_a_hold(tsdb_dsn: str, lifecy
     manager.release_hold(hold.hold_id)
     [run] = manager.run(policy=policy, stack=f"proj/{schema}")  # released: expires again, archived under new keys
     assert run.status == "succeeded" and run.chunks_affected == 2 and rows_text(tsdb_dsn, rel, f"t < {hi}") == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("archived", [True, False], ids=["archived", "plain"])
+def test_runner_reports_the_rows_of_the_chunks_it_dropped_not_of_those_it_planned(
+        tsdb_dsn: str, lifecycle_schema: None, schema: str, tmp_path: Path, archived: bool) -> None:
+    """A held chunk is planned but not dropped: the run's rows (and its `~N rows` line) count only what went.
+    They counted every planned chunk: `0 chunks ... dropped, ~1700 rows` under a hold covering them all."""
+    rel = make_int_ticks(tsdb_dsn, schema)
+    sql_run(tsdb_dsn, f"ANALYZE {rel}")
+    before = chunks(tsdb_dsn, schema)
+    table = f"{schema}.int_ticks"
+    policy = declare_int(tsdb_dsn, schema, store_url=f"file://{tmp_path}/cold" if archived else None)
+    manager = DataLifecycleManager(tsdb_dsn)
+    every = manager.hold(table, BASE, BASE + 6000)
+
+    [run] = manager.run(policy=policy, stack=f"proj/{schema}")
+    assert run.status == "succeeded" and run.chunks_affected == 0 and chunks(tsdb_dsn, schema) == before, run
+    assert run.rows_before == run.rows_after and "0 chunks" in run.describe() and ", ~0 rows" in run.describe()
+
+    manager.release_hold(every.hold_id)
+    manager.hold(table, BASE + 2100, BASE + 2200)
+    dropped = [c for c in before[:5] if c != before[2]]
+    counted = sum(sql_run(tsdb_dsn, "SELECT lifecycle._estimated_rows(%s::regclass)", (c,))[0][0] for c in dropped)
+    [run] = manager.run(policy=policy, stack=f"proj/{schema}")
+    assert run.status == "succeeded" and run.chunks_affected == 4, run
+    assert run.rows_before - run.rows_after == counted, (run.rows_before, run.rows_after, counted)

@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -130,9 +131,18 @@ def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _after(cur: psycopg.Cursor[dict[str, Any]], kind: str, plan: dict[str, Any], dry_run: bool) -> dict[str, Any]:
-    """Rows (estimated from the plan: retention removes its chunks' rows, compression keeps every row) and bytes."""
-    rows_after = (max(plan["rows_before"] - plan["chunk_rows"], 0) if kind == "retention"
-                  else plan["rows_before"])
+    """Rows and bytes after the run. Compression keeps every row. A retention that ran re-estimates what is left:
+    a chunk under a hold (or in an aggregate's refresh window) is planned but not dropped, so the plan's figure
+    would count rows still there; a dry run removes its plan's chunks."""
+    if kind != "retention":
+        rows_after = plan["rows_before"]
+    elif dry_run:
+        rows_after = max(plan["rows_before"] - plan["chunk_rows"], 0)
+    else:
+        ext = _one(cur.execute("SELECT lifecycle._extension_schema() AS s"))["s"]
+        rows_after = _one(cur.execute(
+            sql.SQL("SELECT coalesce(sum(lifecycle._estimated_rows(c)), 0)::bigint AS r "
+                    "FROM {}.show_chunks(%s::oid::regclass) c").format(sql.Identifier(ext)), (plan["oid"],)))["r"]
     if not dry_run:
         size = _one(cur.execute("SELECT lifecycle._hypertable_size(%s::oid::regclass) AS s", (plan["oid"],)))
         return {"rows_after": rows_after, "bytes_after": size["s"]}
