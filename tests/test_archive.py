@@ -300,3 +300,50 @@ def test_archive_round_trip_of_a_row_longer_than_a_parser_block(tsdb_dsn: str, l
     assert sql_run(tsdb_dsn, f"SELECT count(*) FROM {rel}") == [(0,)]
     DataLifecycleManager(tsdb_dsn).restore(f"{schema}.wide", "2000-01-01", "2100-01-01", into=f"{schema}.back")
     assert rows_text(tsdb_dsn, f'"{schema}".back') == original
+
+
+@pytest.mark.integration
+@pytest.mark.native_only("another client's transaction is open on the chunk while the drop runs: the embedded "
+                         "server serves one client at a time")
+def test_archive_drop_waits_for_a_writer_in_progress_and_refuses_its_rows(tsdb_dsn: str, lifecycle_schema: None,
+                                                                          schema: str, tmp_path: Path) -> None:
+    """A row inserted by a transaction still open when the drop re-checks the chunk, committed while the drop
+    waits for its lock, must not be dropped with the chunk: the chunk is locked before it is re-checked."""
+    import threading
+
+    import psycopg
+
+    rel = make_ticks(tsdb_dsn, schema, compress=0)
+    table = TableName(schema, "ticks")
+    store = LocalStore(tmp_path / "s")
+    with connect(tsdb_dsn) as conn:
+        info = archiver.expiring_chunks(conn, table, "10 days")[0]
+        with conn.transaction():
+            s = archiver._snapshot(conn, table, info)
+    late = f"{info['range_start'].isoformat()}"
+    with psycopg.connect(tsdb_dsn) as writer:
+        writer.execute(f"INSERT INTO {rel} (ts, symbol) VALUES (%s, 'late')", (late,))  # open, not committed
+        outcome: list[BaseException | None] = []
+
+        def drop() -> None:
+            try:
+                with connect(tsdb_dsn) as conn:
+                    archiver._drop(conn, table, s, store, object_key(s), 1, "x")
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=drop)
+        thread.start()
+        waited = 0.0
+        while not sql_run(tsdb_dsn, "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                          (archiver._ident(info["chunk"]).as_string(None),)) and waited < 20:
+            thread.join(0.05)
+            waited += 0.05
+        assert waited < 20, "the drop never waited for the writer's lock on the chunk"
+        writer.commit()
+        thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], archiver.Mismatch), outcome
+    assert "changed since it was verified" in str(outcome[0])
+    assert info["chunk"] in chunks(tsdb_dsn, schema)
+    assert rows_text(tsdb_dsn, rel, "symbol = 'late'")

@@ -175,10 +175,41 @@ def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
 
 def _snapshot(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any],
               cols: list[export.Column] | None = None) -> Snapshot:
-    rows, digest = export.content_hash(conn, _ident(chunk["chunk"]),
-                                       cols or export.columns(conn, table.ident.as_string(conn)))
+    cols = cols or export.columns(conn, table.ident.as_string(conn))
+    rows, digest = export.content_hash(conn, _ident(chunk["chunk"]), cols)
+    xmin = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
     return Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
-                    range_end=chunk["range_end"], row_count=rows, content_hash=digest)
+                    range_end=chunk["range_end"], row_count=rows, content_hash=digest,
+                    snapshot_xmin=int(xmin[0]) if xmin else None, columns=_signature(cols))
+
+
+def _signature(cols: list[export.Column]) -> tuple[tuple[str, str], ...]:
+    return tuple((c.name, c.pg_type) for c in cols)
+
+
+def _untouched(conn: psycopg.Connection, table: TableName, s: Snapshot) -> bool:
+    """True only if the chunk (locked by the caller against writers) provably holds the snapshot's rows: the same
+    columns, the same row count, and no row version, in the chunk or its compressed chunk, written by a
+    transaction the snapshot did not see (every such xid is at or after the snapshot's xmin, so its age is at most
+    the snapshot xmin's). An insert or update writes a new version, a delete lowers the count, a schema change
+    alters the columns. False means "cannot tell" (a recompression rewrites every version, for instance): the
+    caller compares the rows' hash then."""
+    if s.snapshot_xmin is None or s.row_count is None:
+        return False
+    schema, _, name = s.chunk.partition(".")
+    row = conn.execute(
+        "SELECT k.schema_name, k.table_name FROM _timescaledb_catalog.chunk c "
+        "JOIN _timescaledb_catalog.chunk k ON k.id = c.compressed_chunk_id "
+        "WHERE c.schema_name = %s AND c.table_name = %s", (schema, name)).fetchone()
+    # ONLY: TimescaleDB reads a compressed chunk's own heap then, not its decompressed rows (as for pg_dump).
+    heaps = [_ident(s.chunk)] + ([sql.Identifier(row[0], row[1])] if row else [])
+    newest = sql.SQL(", ").join(sql.SQL("(SELECT min(age(xmin)) FROM ONLY {})").format(h) for h in heaps)
+    found = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), least({}), age({}::xid)").format(
+        _ident(s.chunk), newest, sql.Literal(str(s.snapshot_xmin % 2**32)))).fetchone()
+    assert found is not None
+    rows, youngest, snapshot_age = found
+    return (rows == s.row_count and (youngest is None or youngest > snapshot_age)
+            and _signature(export.columns(conn, table.ident.as_string(conn))) == s.columns)
 
 
 def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: ArchiveStore | None = None,
@@ -289,6 +320,9 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
         if not exists or not exists[0]:
             raise Mismatch(f"chunk {s.chunk} no longer exists (dropped by someone else?): nothing dropped; its "
                            "object stays verified")
+        # Locked before it is re-checked: a writer still open on the chunk would otherwise commit rows while the
+        # drop waits for the lock it takes anyway, after a check that could not see them.
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_ident(s.chunk)))
         if holds_installed(conn) and conn.execute("SELECT lifecycle._chunk_held(%s, %s::regclass)", (
                 table.qualified, _ident(s.chunk).as_string(conn))).fetchone()[0]:  # type: ignore[index]
             raise Mismatch(f"chunk {s.chunk} came under a hold since it was verified: not dropped; its object stays "
@@ -296,11 +330,12 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
         refused = refresh_guard.chunk_refusal(conn, table, s.chunk, s.range_end)
         if refused:  # a refresh policy added or widened since the chunk was planned
             raise Mismatch(f"{refused} (seen at the drop: its object stays verified)")
-        now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
-        if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
-            raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
-                           f"{now.row_count} now, or the rows' content differs): not dropped; the next run "
-                           "archives its new content")
+        if not _untouched(conn, table, s):
+            now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
+            if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
+                raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
+                               f"{now.row_count} now, or the rows' content differs): not dropped; the next run "
+                               "archives its new content")
         conn.execute("SELECT _timescaledb_functions.drop_chunk(%s::regclass)", (_ident(s.chunk).as_string(conn),))
         record(conn, s, State.DROPPED, store=store, key=key, size=size, sha256=sha)
         fault("dropping")

@@ -43,6 +43,10 @@ class Snapshot(BaseModel):
     range_end: Bound
     row_count: int | None = None      # None: not counted (the run failed before its snapshot)
     content_hash: str | None = None   # the database's own hash of every row, summed (order-independent)
+    # The xmin of the snapshot that counted (xid8; not in the key nor the manifest): a row written since then
+    # carries a newer xmin, so the drop can tell an untouched chunk without hashing it again (archiver._drop).
+    snapshot_xmin: int | None = None
+    columns: tuple[tuple[str, str], ...] = ()  # (name, type) of the columns counted and hashed
 
     @property
     def fingerprint(self) -> str:

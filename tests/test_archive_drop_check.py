@@ -1,0 +1,101 @@
+"""The drop's re-check (archiver._drop): an untouched chunk is proven so without hashing its rows again (same
+columns, same count, no row version newer than the export's snapshot), and anything that may have changed falls
+back to comparing the hash, so a change is still never dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifecycle_resources.db.connection import connect
+from lifecycle_resources.identifiers import TableName
+from lifecycle_resources.runner.archive import archiver, export
+from lifecycle_resources.runner.archive.plan import Snapshot, object_key
+from lifecycle_resources.runner.archive.store import LocalStore
+from tests.archive_helpers import chunks, make_ticks, rows_text
+from tests.conftest import sql_run
+
+pytestmark = pytest.mark.integration
+
+
+def snapshot_of_first(dsn: str, schema: str, compressed: bool) -> tuple[TableName, dict[str, Any], Snapshot]:
+    make_ticks(dsn, schema, compress=1)
+    table = TableName(schema, "ticks")
+    with connect(dsn) as conn:
+        info = [c for c in archiver.expiring_chunks(conn, table, "10 days") if c["is_compressed"] == compressed][0]
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            s = archiver._snapshot(conn, table, info)
+    assert s.snapshot_xmin is not None and s.row_count
+    return table, info, s
+
+
+def hashes_during(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = export.content_hash
+
+    def counted(conn: Any, relation: Any, cols: Any) -> tuple[int, str]:
+        calls.append(str(relation))
+        return real(conn, relation, cols)
+    monkeypatch.setattr(export, "content_hash", counted)
+    return calls
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "compressed"])
+def test_archive_drop_of_an_untouched_chunk_does_not_hash_it_again(tsdb_dsn: str, lifecycle_schema: None,
+                                                                   schema: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   compressed: bool) -> None:
+    table, info, s = snapshot_of_first(tsdb_dsn, schema, compressed)
+    calls = hashes_during(monkeypatch)
+    with connect(tsdb_dsn) as conn:
+        archiver._drop(conn, table, s, LocalStore(tmp_path / "s"), object_key(s), 1, "x")
+    assert calls == []
+    assert info["chunk"] not in chunks(tsdb_dsn, schema)
+
+
+def test_archive_drop_after_a_recompression_compares_the_hash_and_drops(tsdb_dsn: str, lifecycle_schema: None,
+                                                                         schema: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recompressing rewrites every row version (new xmin) but not the rows: the hash decides, and they are equal."""
+    table, info, s = snapshot_of_first(tsdb_dsn, schema, compressed=True)
+    sql_run(tsdb_dsn, "SELECT decompress_chunk(%s::regclass)", (archiver._ident(info["chunk"]).as_string(None),))
+    sql_run(tsdb_dsn, "SELECT compress_chunk(%s::regclass)", (archiver._ident(info["chunk"]).as_string(None),))
+    calls = hashes_during(monkeypatch)
+    with connect(tsdb_dsn) as conn:
+        archiver._drop(conn, table, s, LocalStore(tmp_path / "s"), object_key(s), 1, "x")
+    assert len(calls) == 1
+    assert info["chunk"] not in chunks(tsdb_dsn, schema)
+
+
+CHANGES = {
+    "update": ("UPDATE {rel} SET n = n + 1 WHERE ts = (SELECT min(ts) FROM {chunk})", (False, True)),
+    "insert": ("INSERT INTO {rel} (ts, symbol) VALUES ({start}, 'late')", (False, True)),
+    "delete": ("DELETE FROM {rel} WHERE ts = (SELECT min(ts) FROM {chunk})", (False, True)),
+    # the same count: only the new row version tells
+    "delete one, insert another": ("DELETE FROM {rel} WHERE ts = (SELECT min(ts) FROM {chunk}) AND symbol = 'AAPL'; "
+                                   "INSERT INTO {rel} (ts, symbol) VALUES ({start}, 'other')", (False, True)),
+    # no row is rewritten, yet every row now has another value: the columns tell
+    "add a column with a default": ("ALTER TABLE {rel} ADD COLUMN venue text DEFAULT 'X'", (False,)),
+}
+
+
+@pytest.mark.parametrize("change,compressed", [(c, z) for c, (_, on) in CHANGES.items() for z in on],
+                         ids=lambda v: v if isinstance(v, str) else ("compressed" if v else "plain"))
+def test_archive_drop_refuses_a_chunk_changed_since_its_snapshot(tsdb_dsn: str, lifecycle_schema: None,
+                                                                 schema: str, tmp_path: Path, change: str,
+                                                                 compressed: bool) -> None:
+    table, info, s = snapshot_of_first(tsdb_dsn, schema, compressed)
+    rel = f'"{schema}".ticks'
+    chunk = archiver._ident(info["chunk"]).as_string(None)
+    before = rows_text(tsdb_dsn, chunk) if "column" not in change else None
+    sql_run(tsdb_dsn, CHANGES[change][0].format(rel=rel, chunk=chunk,
+                                                start=f"'{info['range_start'].isoformat()}'"))
+    if before is not None:
+        assert rows_text(tsdb_dsn, chunk) != before  # the change really changed the chunk's rows
+    with connect(tsdb_dsn) as conn:
+        with pytest.raises(archiver.Mismatch, match="changed since it was verified"):
+            archiver._drop(conn, table, s, LocalStore(tmp_path / "s"), object_key(s), 1, "x")
+    assert info["chunk"] in chunks(tsdb_dsn, schema)
