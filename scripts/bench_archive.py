@@ -19,8 +19,8 @@ exchange text, trade_id bigint, conditions int), `--rows` rows in 10 one-day chu
    the chunks' stages in sequence (the archiver before the export of chunk k+1 overlapped chunk k's upload,
    verification and drop).
 
-Rows/s, MB/s (of the COPY text of the same rows, so that every line divides the same bytes) and the ratio to
-the faster COPY are printed, with the Parquet bytes and this process's peak RSS (the export streams record
+Rows/s, MB/s (of the COPY text of the same rows, so that every line divides the same bytes) and the ratios to
+the plain COPY (text: the issue's figure, target 70 %) and to COPY BINARY (faster on a native server) are printed, with the Parquet bytes and this process's peak RSS (the export streams record
 batches: memory stays bounded whatever the row count).
 """
 
@@ -154,9 +154,9 @@ def archive(dsn: str, store: Path, *, overlap: bool = True) -> tuple[float, int,
     return seconds, sum(r.rows or 0 for r in results), sum(r.bytes or 0 for r in results)
 
 
-def line(label: str, seconds: float, rows: int, text_bytes: int, best: float, extra: str = "") -> str:
+def line(label: str, seconds: float, rows: int, text_bytes: int, copy: tuple[float, float], extra: str = "") -> str:
     return (f"  {label:<24} {seconds:7.2f} s  {rows / seconds:>10,.0f} rows/s  {text_bytes / seconds / 1e6:7.1f} MB/s"
-            f"  {best / seconds:6.1%} of COPY{extra}")
+            f"  {copy[0] / seconds:6.1%} of COPY  {copy[1] / seconds:6.1%} of COPY BINARY{extra}")
 
 
 def bench(kind: str, dsn: str, rows: int, compressed: int, repeat: int) -> None:
@@ -178,18 +178,19 @@ def bench(kind: str, dsn: str, rows: int, compressed: int, repeat: int) -> None:
                 runs[k].append(v)
         objects = len([k for k in LocalStore(Path(tmp) / "store0").keys() if k.endswith(".parquet")])
     text_s, bin_s, ex_s, ar_s, seq_s = (statistics.median(runs[k]) for k in runs)
-    best = min(text_s, bin_s)
+    copies = (text_s, bin_s)  # the issue's figure is the plain COPY (text); BINARY is the stricter one
     print(f"[{kind}] seconds of each run: " + ", ".join(f"{k} {' '.join(f'{v:.2f}' for v in vs)}"
                                                         for k, vs in runs.items()))
     assert ex_rows == ar_rows == seq_rows == rows // DAYS * DAYS, (ex_rows, ar_rows, seq_rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"[{kind}] {ar_rows:,} rows, COPY text {text_bytes / 1e6:.0f} MB, binary {bin_bytes / 1e6:.0f} MB, "
           f"Parquet {ar_bytes / 1e6:.0f} MB in {objects} objects (zstd {export.ZSTD_LEVEL})")
-    print(line("COPY TO STDOUT (text)", text_s, ar_rows, text_bytes, best))
-    print(line("COPY (FORMAT BINARY)", bin_s, ar_rows, text_bytes, best))
-    print(line("export to Parquet", ex_s, ex_rows, text_bytes, best))
-    print(line("archive, in sequence", seq_s, ar_rows, text_bytes, best, "  (stages of the chunks one by one)"))
-    print(line("archive (whole run)", ar_s, ar_rows, text_bytes, best, "  <- ratio archive / COPY"))
+    print(line("COPY TO STDOUT (text)", text_s, ar_rows, text_bytes, copies))
+    print(line("COPY (FORMAT BINARY)", bin_s, ar_rows, text_bytes, copies))
+    print(line("export to Parquet", ex_s, ex_rows, text_bytes, copies))
+    print(line("archive, in sequence", seq_s, ar_rows, text_bytes, copies, "  (stages of the chunks one by one)"))
+    print(line("archive (whole run)", ar_s, ar_rows, text_bytes, copies, "  <- ratio archive / COPY"))
+    print(f"  archive / plain COPY: {text_s / ar_s:.1%} (target 70 %); archive / COPY BINARY: {bin_s / ar_s:.1%}")
     print(f"  peak RSS of this process: {peak:.0f} MB", flush=True)
 
 

@@ -17,6 +17,6 @@ def test_bench_archive_runs_on_a_small_table(tsdb_dsn: str, lifecycle_schema: No
                           "--repeat", "1", "--compressed", "1"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     for line in ("COPY TO STDOUT (text)", "COPY (FORMAT BINARY)", "export to Parquet", "archive (whole run)",
-                 "3,000 rows", "of COPY", "peak RSS"):
+                 "3,000 rows", "of COPY", "of COPY BINARY", "archive / plain COPY", "peak RSS"):
         assert line in run.stdout, run.stdout
     assert sql_run(tsdb_dsn, "SELECT to_regnamespace('bench_archive')") == [(None,)]  # its schema dropped after
