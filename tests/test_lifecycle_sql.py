@@ -611,6 +611,7 @@ def test_execute_steps_take_the_providers_table_lock(cht: Hypertable) -> None:
     """Dropping and compressing chunks take the advisory lock reconcile/locks.py takes for `pulumi up`."""
     from lifecycle_resources.identifiers import TableName
     from lifecycle_resources.reconcile.locks import lock_table
+    from lifecycle_resources.runner.archive import archiver
 
     # pid is NULL in the embedded (single-process) server
     held = ("SELECT classid, objid FROM pg_locks WHERE locktype = 'advisory' "
@@ -626,7 +627,11 @@ def test_execute_steps_take_the_providers_table_lock(cht: Hypertable) -> None:
         conn.execute("SELECT lifecycle._drop_chunks(%s::regclass, '30 days', 'interval')", (cht.rel,))
         dropping = conn.execute(held).fetchall()
         conn.rollback()
-    assert len(provider) == 1 and compressing == dropping == provider
+        archiver.lock_holds(conn, TableName(schema=cht.schema, name=cht.table), exclusive=False)
+        holds_lock = conn.execute(held).fetchall()
+        conn.rollback()
+    # and a drop, the holds' lock too (014: a hold being added and a drop exclude each other)
+    assert len(provider) == 1 and compressing == provider and sorted(dropping) == sorted(provider + holds_lock)
 
 
 def test_lifecycle_functions_all_set_search_path(dsn: str) -> None:

@@ -135,6 +135,14 @@ def holds_installed(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def lock_holds(conn: psycopg.Connection, table: TableName, *, exclusive: bool) -> None:
+    """Until the transaction ends: adding a hold (exclusive) and a drop reading the holds (shared) exclude each
+    other (migration 014's lifecycle._lock_holds, the same key). A statement of its own: in READ COMMITTED the
+    holds read after it see a hold whose transaction it waited for."""
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    conn.execute(sql.SQL("SELECT {}(hashtext(%s))").format(sql.Identifier(lock)), (f"lifecycle-holds:{table.qualified}",))
+
+
 @contextlib.contextmanager
 def _no_integer_now(table: TableName) -> Iterator[None]:
     try:
@@ -323,6 +331,7 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
         # Locked before it is re-checked: a writer still open on the chunk would otherwise commit rows while the
         # drop waits for the lock it takes anyway, after a check that could not see them.
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_ident(s.chunk)))
+        lock_holds(conn, table, exclusive=False)  # a hold being added commits before the holds are read
         if holds_installed(conn) and conn.execute("SELECT lifecycle._chunk_held(%s, %s::regclass)", (
                 table.qualified, _ident(s.chunk).as_string(conn))).fetchone()[0]:  # type: ignore[index]
             raise Mismatch(f"chunk {s.chunk} came under a hold since it was verified: not dropped; its object stays "

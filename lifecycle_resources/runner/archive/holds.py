@@ -1,6 +1,8 @@
 """Holds: a (hypertable, from, to) range kept in the database. While a hold is active, neither the archiver nor
 `lifecycle run` archives or drops a chunk overlapping it (lifecycle._chunk_held, migration 009), and a restore
-into the hypertable itself is allowed for a range it covers. Released, never deleted: the record stays.
+into the hypertable itself is allowed for a range it covers. Released, never deleted: the record stays. Adding one
+waits for the drops of that table in flight (archiver.lock_holds, migration 014), so none of them drops what it
+covers once `add` has returned.
 
 On an integer-time hypertable the bounds are integers in the time column's units, recorded in the timestamptz
 columns as lifecycle.archives records integer bounds (timeaxis.TimeAxis.recorded; migration 013 lets
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ...errors import LifecycleError
 from ...identifiers import TableName
-from .archiver import holds_installed, time_axis
+from .archiver import holds_installed, lock_holds, time_axis
 from .timeaxis import Bound, TimeAxis, show
 
 __all__ = ["Hold", "add", "bounds", "covering", "holds_installed", "listed", "release"]
@@ -99,10 +101,13 @@ def add(conn: psycopg.Connection, table: str, start: str | Bound, end: str | Bou
     if axis.integer:
         _require_integer_holds(conn, name)
     lo, hi = bounds(conn, axis, start, end, "hold")
-    row = conn.execute(sql.SQL("INSERT INTO lifecycle.archive_holds (hypertable, range_from, range_to, reason) "
-                               "VALUES (%(t)s, {lo}, {hi}, %(reason)s) RETURNING hold_id").format(
-                                   lo=axis.recorded(sql.Placeholder("lo")), hi=axis.recorded(sql.Placeholder("hi"))),
-                       {"t": name.qualified, "lo": lo, "hi": hi, "reason": reason}).fetchone()
+    with conn.transaction():
+        lock_holds(conn, name, exclusive=True)  # waits for the drops in flight: none drops what this holds after it
+        row = conn.execute(sql.SQL("INSERT INTO lifecycle.archive_holds (hypertable, range_from, range_to, reason) "
+                                   "VALUES (%(t)s, {lo}, {hi}, %(reason)s) RETURNING hold_id").format(
+                                       lo=axis.recorded(sql.Placeholder("lo")),
+                                       hi=axis.recorded(sql.Placeholder("hi"))),
+                           {"t": name.qualified, "lo": lo, "hi": hi, "reason": reason}).fetchone()
     assert row is not None
     return _holds(conn, sql.SQL("WHERE h.hold_id = %(id)s"), {"id": row[0]})[0]
 
