@@ -23,16 +23,16 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def snap(**kw: object) -> Snapshot:
     base = dict(hypertable="public.ticks", chunk="_timescaledb_internal._hyper_1_2_chunk", range_start=T0,
-                range_end=T0 + timedelta(days=1), row_count=10, content_hash="12345")
+                range_end=T0 + timedelta(days=1), row_count=10, export_sha256="12345")
     return Snapshot(**{**base, **kw})
 
 
-def test_plan_object_key_is_deterministic_and_follows_the_content() -> None:
+def test_plan_object_key_is_deterministic_and_follows_the_export() -> None:
     key = object_key(snap())
     assert key == object_key(snap())
     assert key.startswith("public.ticks/20260101T000000000000Z_20260102T000000000000Z__hyper_1_2_chunk_")
     assert key.endswith(".parquet")
-    assert object_key(snap(row_count=11)) != key and object_key(snap(content_hash="9")) != key
+    assert object_key(snap(row_count=11)) != key and object_key(snap(export_sha256="9")) != key
     assert object_key(snap(hypertable='we"ird/..')).startswith("we%22ird%2F../")
     assert manifest_key(key) == key + ".manifest.json"
 
@@ -40,7 +40,7 @@ def test_plan_object_key_is_deterministic_and_follows_the_content() -> None:
 def test_plan_manifest_problems_name_each_difference() -> None:
     s = snap()
     key = object_key(s)
-    body = manifest(s, key=key, size=5, sha256="ab", columns=[], exported_at=T0)
+    body = manifest(s, key=key, size=5, sha256="12345", columns=[], exported_at=T0)
     assert manifest_problems(body, s, key) == []
     assert manifest_problems(body, snap(row_count=9), key) == ["manifest row_count is 10, expected 9"]
     assert manifest_problems(b"{nope", s, key) == ["the manifest is not JSON"]
@@ -249,7 +249,10 @@ def test_archive_read_back_refuses_a_lossy_export(tsdb_dsn: str, lifecycle_schem
     monkeypatch.setattr(export, "conform", exact)
     fixed = archiver.archive(tsdb_dsn, f"{schema}.ticks", "17 days", LocalStore(tmp_path / "s"), read_back=True)
     assert [r.action for r in fixed] == ["archived"] * len(results) and not [r for r in fixed if r.error]
-    assert len([k for k in LocalStore(tmp_path / "s").keys() if k.endswith(".parquet")]) == len(results)
+    keys = LocalStore(tmp_path / "s").keys()
+    assert len([k for k in keys if k.endswith(".manifest.json")]) == len(results)
+    # the lossy files, never published, stay under their own keys until `lifecycle archive gc`
+    assert len([k for k in keys if k.endswith(".parquet")]) == 2 * len(results)
 
 
 @pytest.mark.integration

@@ -1,13 +1,14 @@
 """Archive the expiring chunks of one hypertable, chunk by chunk, and drop each only once its rows are safe.
 
 Per chunk (Thanos' order: data first, manifest last; pg_partman's: drop only after the dump succeeded):
-1. snapshot (REPEATABLE READ): count the rows and hash them; the key follows from the content. A manifest at that
-   key means a complete object already holds these rows: it is verified and reused, never uploaded again.
-   Otherwise the rows are exported to Parquet in that same snapshot.
+1. snapshot (REPEATABLE READ): count the rows and export them to Parquet in that snapshot; the key follows from
+   the count and the file's sha256. A manifest at that key means a complete object already holds these very
+   bytes: it is verified and reused, never uploaded again.
 2. upload (a partial object left by a crash is overwritten), verify (size, sha256, footer row count = the
    snapshot's count), then write the manifest (once), and record the slice `verified`.
-3. drop, in one transaction under the table's lifecycle lock: the chunk must still be the same relation with the
-   same row count and hash as the snapshot; the drop and its record commit together.
+3. drop, in one transaction under the table's lifecycle lock, the chunk locked: it must provably still hold the
+   snapshot's rows (_untouched: the same columns and count, no row version the snapshot did not see); the drop
+   and its record commit together.
 Any failure records the slice `failed` with its error and drops nothing. A run after a crash at any step
 converges: every step before the drop can be repeated, and the drop commits with its record or not at all.
 
@@ -183,12 +184,15 @@ def expiring_chunks(conn: psycopg.Connection, table: TableName, older_than: str,
 
 def _snapshot(conn: psycopg.Connection, table: TableName, chunk: dict[str, Any],
               cols: list[export.Column] | None = None) -> Snapshot:
+    """The chunk's row count and what proves it untouched later, in the caller's snapshot. No hash of the rows:
+    the drop proves the chunk untouched from its row versions, and the key follows from the exported file."""
     cols = cols or export.columns(conn, table.ident.as_string(conn))
-    rows, digest = export.content_hash(conn, _ident(chunk["chunk"]), cols)
-    xmin = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+    row = conn.execute(sql.SQL("SELECT count(*), pg_snapshot_xmin(pg_current_snapshot())::text FROM {}").format(
+        _ident(chunk["chunk"]))).fetchone()
+    assert row is not None
     return Snapshot(hypertable=table.qualified, chunk=chunk["chunk"], range_start=chunk["range_start"],
-                    range_end=chunk["range_end"], row_count=rows, content_hash=digest,
-                    snapshot_xmin=int(xmin[0]) if xmin else None, columns=_signature(cols))
+                    range_end=chunk["range_end"], row_count=int(row[0]), snapshot_xmin=int(row[1]),
+                    columns=_signature(cols))
 
 
 def _signature(cols: list[export.Column]) -> tuple[tuple[str, str], ...]:
@@ -196,12 +200,12 @@ def _signature(cols: list[export.Column]) -> tuple[tuple[str, str], ...]:
 
 
 def _untouched(conn: psycopg.Connection, table: TableName, s: Snapshot) -> bool:
-    """True only if the chunk (locked by the caller against writers) provably holds the snapshot's rows: the same
-    columns, the same row count, and no row version, in the chunk or its compressed chunk, written by a
-    transaction the snapshot did not see (every such xid is at or after the snapshot's xmin, so its age is at most
-    the snapshot xmin's). An insert or update writes a new version, a delete lowers the count, a schema change
-    alters the columns. False means "cannot tell" (a recompression rewrites every version, for instance): the
-    caller compares the rows' hash then."""
+    """True only if the chunk (locked by the caller against writers, or read in one snapshot) provably holds the
+    snapshot's rows: the same columns, the same row count, and no row version, in the chunk or its compressed
+    chunk, written by a transaction the snapshot did not see (every such xid is at or after the snapshot's xmin,
+    so its age is at most the snapshot xmin's). An insert or update writes a new version, a delete lowers the
+    count, a schema change alters the columns. False when it cannot be proven: a recompression, for instance,
+    rewrites every version and no row; the chunk is then treated as changed (exported again by the next run)."""
     if s.snapshot_xmin is None or s.row_count is None:
         return False
     schema, _, name = s.chunk.partition(".")
@@ -225,7 +229,7 @@ def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: Archiv
            error: str | None = None) -> None:
     """The slice's current state (lifecycle.archives) and one history row (lifecycle.archive_metadata)."""
     params = {"ht": s.hypertable, "chunk": s.chunk, "start": s.range_start, "end": s.range_end,
-              "state": state.value, "rows": s.row_count, "hash": s.content_hash,
+              "state": state.value, "rows": s.row_count, "hash": None,
               "store": store.url if store else None, "key": key, "bytes": size, "sha": sha256, "error": error,
               "location": store.location(key) if store and key else None}
     axis = TimeAxis("", "bigint" if isinstance(s.range_start, int) else "timestamp with time zone")
@@ -237,7 +241,7 @@ def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: Archiv
         "CASE WHEN %(state)s = 'dropped' THEN clock_timestamp() END) "
         "ON CONFLICT (hypertable, chunk_name) DO UPDATE SET state = EXCLUDED.state, "
         "row_count = coalesce(EXCLUDED.row_count, a.row_count), "
-        "content_hash = coalesce(EXCLUDED.content_hash, a.content_hash), "
+        "content_hash = EXCLUDED.content_hash, "
         "store_url = coalesce(EXCLUDED.store_url, a.store_url), object_key = coalesce(EXCLUDED.object_key, "
         "a.object_key), bytes = coalesce(EXCLUDED.bytes, a.bytes), sha256 = coalesce(EXCLUDED.sha256, a.sha256), "
         "error = EXCLUDED.error, dropped_at = EXCLUDED.dropped_at, updated_at = clock_timestamp()").format(**bounds),
@@ -303,18 +307,24 @@ def _publish(conn: psycopg.Connection, table: TableName, store: ArchiveStore, s:
 
 def _read_back(conn: psycopg.Connection, table: TableName, s: Snapshot, store: ArchiveStore, key: str,
                workdir: Path) -> None:
-    """Every row of the object, loaded back and hashed as the database hashed the chunk: equal or Mismatch."""
+    """Every row of the object, loaded back and hashed as the database hashes the chunk, in one snapshot in which
+    the chunk provably still holds the exported rows: equal or Mismatch."""
     local = store.fetch(key, workdir)
     if local is None:
         raise Mismatch(f"{store.location(key)}: missing at the full read-back")
     cols = export.columns(conn, table.ident.as_string(conn))
     with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         _settle(conn)
+        if not _untouched(conn, table, s):
+            raise Mismatch(f"chunk {s.chunk} changed since it was exported: not published, not dropped; the next "
+                           "run archives its new content")
+        chunk = export.content_hash(conn, _ident(s.chunk), cols)
         loaded = load_temp(conn, table.ident, [c.name for c in cols], local)
-        row = export.content_hash(conn, loaded, cols)
-    if row != (s.row_count, s.content_hash):
+        back = export.content_hash(conn, loaded, cols)
+    if back != chunk:
         raise Mismatch(f"{store.location(key)}: the full read-back differs from the chunk's rows "
-                       f"({row[0]} rows read back, {s.row_count} in the chunk, or their content "
+                       f"({back[0]} rows read back, {chunk[0]} in the chunk, or their content "
                        "differs): not published, not dropped")
 
 
@@ -340,11 +350,9 @@ def _drop(conn: psycopg.Connection, table: TableName, s: Snapshot, store: Archiv
         if refused:  # a refresh policy added or widened since the chunk was planned
             raise Mismatch(f"{refused} (seen at the drop: its object stays verified)")
         if not _untouched(conn, table, s):
-            now = _snapshot(conn, table, {"chunk": s.chunk, "range_start": s.range_start, "range_end": s.range_end})
-            if (now.row_count, now.content_hash) != (s.row_count, s.content_hash):
-                raise Mismatch(f"chunk {s.chunk} changed since it was verified ({s.row_count} rows then, "
-                               f"{now.row_count} now, or the rows' content differs): not dropped; the next run "
-                               "archives its new content")
+            raise Mismatch(f"chunk {s.chunk} changed since it was verified (rows inserted, updated or deleted, its "
+                           "columns altered, or the chunk rewritten, e.g. recompressed): not dropped; the next run "
+                           "archives its new content")
         conn.execute("SELECT _timescaledb_functions.drop_chunk(%s::regclass)", (_ident(s.chunk).as_string(conn),))
         record(conn, s, State.DROPPED, store=store, key=key, size=size, sha256=sha)
         fault("dropping")
@@ -382,13 +390,13 @@ def _export_chunk(conn: psycopg.Connection, table: TableName, chunk: dict[str, A
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             _settle(conn)
-            # The rows are exported while the same snapshot is counted and hashed (at once on a server that
-            # takes a second connection); a manifest already published for that content makes the file unused.
+            # The rows are exported while the same snapshot is counted (at once on a server that takes a second
+            # connection); a manifest already published for the same bytes makes the upload unneeded.
             ex.path = workdir / "export.parquet"
             rows, ex.size, ex.sha256, counted = (exporter or export.Exporter()).export_chunk(
                 conn, _ident(chunk["chunk"]), cols, ex.path, alongside=lambda: _snapshot(conn, table, chunk, cols))
             assert counted is not None
-            s = counted
+            s = counted.model_copy(update={"export_sha256": ex.sha256})
             key = object_key(s)
             ex.manifest_raw = store.read(manifest_key(key))
             record(conn, s, State.PENDING, store=store, key=key)

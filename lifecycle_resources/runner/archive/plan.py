@@ -1,8 +1,10 @@
 """Pure planning of the archive: object keys, the states a slice goes through, and what a run does next.
 
 A slice is one chunk's rows as they were in one snapshot. Its key is deterministic: the table, the chunk's time
-range and name, and the fingerprint of its content, so the same rows always land on the same key (a rerun finds
-and reuses them) and rows that changed after an export land on another key (a manifest is never replaced)."""
+range and name, and the fingerprint of its export (the row count and the sha256 of the Parquet file), so the same
+rows exported alike land on the same key (a rerun finds and reuses them) and rows that changed after an export
+land on another key (a manifest is never replaced). Rows exported in another order (a chunk rewritten in between)
+land on another key too: written again, the old object superseded (`lifecycle archive gc`)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ class Snapshot(BaseModel):
     range_start: Bound  # the chunk's range: timestamps, or integers for integer time
     range_end: Bound
     row_count: int | None = None      # None: not counted (the run failed before its snapshot)
-    content_hash: str | None = None   # the database's own hash of every row, summed (order-independent)
+    export_sha256: str | None = None  # the sha256 of the Parquet file these rows were exported to
     # The xmin of the snapshot that counted (xid8; not in the key nor the manifest): a row written since then
     # carries a newer xmin, so the drop can tell an untouched chunk without hashing it again (archiver._drop).
     snapshot_xmin: int | None = None
@@ -50,7 +52,7 @@ class Snapshot(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.row_count}:{self.content_hash}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{self.row_count}:{self.export_sha256}".encode()).hexdigest()[:16]
 
 
 def _stamp(t: Bound) -> str:
@@ -78,7 +80,7 @@ def manifest(s: Snapshot, *, key: str, size: int, sha256: str, columns: list[dic
     """The manifest, written after its object is uploaded and verified: its presence means "complete"."""
     body = {"format": FORMAT, "key": key, "hypertable": s.hypertable, "chunk": s.chunk,
             "range_start": as_json(s.range_start), "range_end": as_json(s.range_end),
-            "row_count": s.row_count, "content_hash": s.content_hash, "bytes": size, "sha256": sha256,
+            "row_count": s.row_count, "bytes": size, "sha256": sha256,
             "columns": columns, "exported_at": exported_at.isoformat()}
     return json.dumps(body, indent=2, sort_keys=True).encode()
 
@@ -90,6 +92,6 @@ def manifest_problems(raw: bytes, s: Snapshot, key: str) -> list[str]:
     except ValueError:
         return ["the manifest is not JSON"]
     want = {"format": FORMAT, "key": key, "hypertable": s.hypertable, "chunk": s.chunk, "row_count": s.row_count,
-            "content_hash": s.content_hash}
+            "sha256": s.export_sha256}
     return [f"manifest {k} is {body.get(k)!r}, expected {v!r}" for k, v in want.items() if body.get(k) != v]
 
