@@ -122,7 +122,8 @@ class PolicyProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
-        target, declared, notices = self._declared(conn, args)
+        with caggs.aggregates_read_once():
+            target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
         what = (f"job {actual[0].job_id} ({self.kind_spec.resource} on {target.table})" if actual
                 else f"{self.kind_spec.resource} on {target.table}")
