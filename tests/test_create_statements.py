@@ -86,11 +86,11 @@ def test_statements_check_and_create_in_an_up(tsdb_dsn: str, lifecycle_schema: N
 # (the server's TimescaleDB version and schema; once per command in the provider host). BEGIN and COMMIT are
 # not counted. The lifecycle schema is installed (as in the demo's stack, and in a test run once any test installed
 # it): the policies then register in it, one more statement for compression and two for retention.
-EXPECTED = {"Hypertable": 11, "CompressionSettings": 10, "CompressionPolicy": 12, "RetentionPolicy": 15}
+EXPECTED = {"Hypertable": 10, "CompressionSettings": 10, "CompressionPolicy": 12, "RetentionPolicy": 14}
 # (check, create) of a resource in an `up` (the provider host: pooled, probes once per command). Before this was
 # pinned (main 3dfb318): (3, 8), (8, 7), (7, 10), (10, 13).
-EXPECTED_IN_AN_UP = {"Hypertable": (3, 8), "CompressionSettings": (4, 7), "CompressionPolicy": (5, 8),
-                     "RetentionPolicy": (7, 10)}
+EXPECTED_IN_AN_UP = {"Hypertable": (2, 7), "CompressionSettings": (4, 7), "CompressionPolicy": (5, 8),
+                     "RetentionPolicy": (6, 9)}
 
 
 def test_ownership_record_refused_rolls_back_create_and_names_resource(tsdb_dsn: str, schema: str) -> None:
