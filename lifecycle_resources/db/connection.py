@@ -192,7 +192,7 @@ def pooled(dsn: str, on_open: Callable[[psycopg.Connection], None]) -> Iterator[
             if idle is not None:
                 idle.conn.close()  # dropped by the server: retried once, on a new connection
             conn = open_connection(dsn, timeout=budget)
-            conn.prepare_threshold = None  # no server-side prepared statements kept across operations
+            pool.prepare(conn)
             on_open(conn)
             if slots.size is None:
                 slots.size = pool.pool_size(conn)

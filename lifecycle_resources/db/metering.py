@@ -57,6 +57,11 @@ def timed(statements: int = 0) -> Iterator[None]:
 
 class MeteredCursor(psycopg.Cursor[Any]):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> MeteredCursor:  # type: ignore[override]
+        if params is None and kwargs.get("prepare") is None:  # Connection.execute passes prepare=None
+            # Where statements are prepared (db.pool.prepare), only those with parameters: the same text comes
+            # again for the next resource. One without has its values in its text (seen once), or is a script of
+            # several statements, which cannot be prepared.
+            kwargs["prepare"] = False
         with timed(1):
             super().execute(query, params, **kwargs)
         return self

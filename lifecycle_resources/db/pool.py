@@ -25,6 +25,7 @@ from ..errors import DatabaseUnavailable
 
 POOL_ENV = "LIFECYCLE_POOL"  # "1" / "0": force pooling on or off (default: on in the dynamic-provider host)
 SIZE_ENV = "LIFECYCLE_POOL_SIZE"
+PREPARE_ENV = "LIFECYCLE_PREPARE"  # "0": no server-side prepared statements on pooled connections
 NATIVE_SIZE = 4
 IDLE_SECONDS = 1.0
 # A connection idle for longer than this is checked with one round trip before it is reused: the server may
@@ -42,6 +43,28 @@ def enabled() -> bool:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     return bool(spec and spec.name.startswith("pulumi.dynamic"))
+
+
+def prepared() -> bool:
+    """Whether pooled connections prepare their statements and plan each once (see prepare()). On unless
+    LIFECYCLE_PREPARE=0: a connection pooler in transaction mode without prepared-statement support (PgBouncer
+    before 1.21, or max_prepared_statements = 0) would not keep them from one transaction to the next."""
+    return os.environ.get(PREPARE_ENV, "").strip() not in ("0", "false", "no")
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Prepare every statement of this pooled connection and keep one generic plan per statement text: an
+    operation's catalog reads are the same dozen texts on every resource, and on these servers a statement costs
+    its planning more than its execution (the table snapshot: 3.3 ms planned, 1.4 ms run on the embedded server).
+    PostgreSQL's default for prepared statements (`auto`) plans again with the values of the first five
+    executions and goes on doing so when the generic plan looks costlier, so the plan is forced generic; the
+    catalogs are looked up by name (an index either way). The plans live as long as the connection, that is,
+    at most one command; a change of a table they read makes PostgreSQL plan again."""
+    if prepared():
+        conn.prepare_threshold = 0
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+    else:
+        conn.prepare_threshold = None
 
 
 @dataclass

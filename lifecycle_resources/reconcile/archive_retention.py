@@ -82,8 +82,11 @@ def registered_store(conn: psycopg.Connection, project: str, stack: str, policy_
     registry)."""
     if not policy_name:
         return None
-    row = conn.execute("SELECT to_regclass('lifecycle.policy_declarations') IS NOT NULL").fetchone()
-    if not row or not row[0]:
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regclass('lifecycle.policy_declarations') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+    # once seen, not asked again in this command (catalog.present); a policy never creates the lifecycle schema
+    if not catalog.present(conn, "lifecycle.policy_declarations", probe, created_here=False):
         return None
     found = conn.execute("SELECT parameters ->> 'archive_store' FROM lifecycle.policy_declarations WHERE project = %s "
                          "AND stack = %s AND policy_name = %s AND enabled", (project, stack, policy_name)).fetchone()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -130,10 +133,38 @@ SELECT ca.user_view_schema, ca.user_view_name, h.schema_name, h.table_name
 """)
 
 
+_read_once = threading.local()
+
+
+@contextmanager
+def aggregates_read_once() -> Iterator[None]:
+    """Within the block (one policy's plan, which asks whether its target is an aggregate and then which
+    aggregates read it), both questions about a name are answered by one query, asked once."""
+    outer = getattr(_read_once, "memo", None)
+    _read_once.memo = {}
+    try:
+        yield
+    finally:
+        _read_once.memo = outer
+
+
+def _near(conn: psycopg.Connection, name: TableName) -> list[tuple[str, str, str, str]]:
+    """The aggregates named `name` and those reading `name`: (view schema, view, source schema, source)."""
+    def load() -> list[tuple[str, str, str, str]]:
+        where = sql.SQL("(ca.user_view_schema = %s AND ca.user_view_name = %s) "
+                        "OR (h.schema_name = %s AND h.table_name = %s)")
+        return conn.execute(_AGGREGATES.format(where=where), (name.schema, name.name) * 2).fetchall()
+    memo: dict[tuple[str, str], list[tuple[str, str, str, str]]] | None = getattr(_read_once, "memo", None)
+    if memo is None:
+        return load()
+    if (name.schema, name.name) not in memo:
+        memo[(name.schema, name.name)] = load()
+    return memo[(name.schema, name.name)]
+
+
 def is_aggregate(conn: psycopg.Connection, view: TableName) -> bool:
     def one() -> bool:
-        where = sql.SQL("ca.user_view_schema = %s AND ca.user_view_name = %s")
-        return conn.execute(_AGGREGATES.format(where=where), (view.schema, view.name)).fetchone() is not None
+        return any((r[0], r[1]) == (view.schema, view.name) for r in _near(conn, view))
 
     def schema() -> dict[str, bool]:
         rows = conn.execute(_AGGREGATES.format(where=sql.SQL("ca.user_view_schema = %s")), (view.schema,))
@@ -145,9 +176,7 @@ def is_aggregate(conn: psycopg.Connection, view: TableName) -> bool:
 def aggregates_over(conn: psycopg.Connection, source: TableName) -> list[str]:
     """The aggregates reading `source` directly, 'schema.view', in name order."""
     def one() -> list[str]:
-        where = sql.SQL("h.schema_name = %s AND h.table_name = %s")
-        return [f"{r[0]}.{r[1]}" for r in
-                conn.execute(_AGGREGATES.format(where=where), (source.schema, source.name)).fetchall()]
+        return [f"{r[0]}.{r[1]}" for r in _near(conn, source) if (r[2], r[3]) == (source.schema, source.name)]
 
     def schema() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -116,6 +116,9 @@ class TableSnapshot(BaseModel):
     columns: tuple[Column, ...]
     time_dimension: TimeDimension | None
     compression_enabled: bool = False
+    # Of a table that is not a hypertable: its unique indexes (primary key included), each with its columns, in
+    # name order (what decides whether TimescaleDB can partition it on given columns).
+    unique_indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def is_hypertable(self) -> bool:
@@ -144,7 +147,12 @@ SELECT c.relname, c.relkind::text,
                       THEN _timescaledb_functions.to_interval(d.interval_length)::text END)
           FROM _timescaledb_catalog.dimension d WHERE d.hypertable_id = h.id ORDER BY d.id LIMIT 1),
        h.compression_state = 1 AND c.relkind IN ('r', 'p')
-         AND NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg ca WHERE ca.mat_hypertable_id = h.id)
+         AND NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg ca WHERE ca.mat_hypertable_id = h.id),
+       (SELECT json_agg(json_build_array(i.relname, ARRAY(SELECT a.attname FROM pg_attribute a
+                                                           WHERE a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)))
+                        ORDER BY i.relname)
+          FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+         WHERE x.indrelid = c.oid AND x.indisunique AND h.id IS NULL)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN _timescaledb_catalog.hypertable h ON h.schema_name = n.nspname AND h.table_name = c.relname
  WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') {one}
@@ -180,7 +188,7 @@ def table_snapshot(conn: psycopg.Connection, table: TableName) -> TableSnapshot 
 
 
 def _snapshot(schema: str, row: tuple[Any, ...]) -> TableSnapshot:
-    name, relkind, columns, dim, compressed = row
+    name, relkind, columns, dim, compressed, unique = row
     time_dimension = None
     if dim is not None and dim[0] is not None:
         col_type = _short_type(dim[1])
@@ -195,6 +203,7 @@ def _snapshot(schema: str, row: tuple[Any, ...]) -> TableSnapshot:
         columns=tuple(Column(name=c[0], type_name=c[1], type_text=c[2]) for c in columns or ()),
         time_dimension=time_dimension,
         compression_enabled=bool(compressed),
+        unique_indexes=tuple((u[0], tuple(u[1])) for u in unique or ()),
     )
 
 

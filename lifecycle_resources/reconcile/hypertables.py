@@ -102,15 +102,11 @@ def _extras(rows: list[tuple[Any, ...]]) -> Extras:
     return Extras(**found)
 
 
-def unique_indexes_without(conn: psycopg.Connection, table: TableName, columns: list[str]) -> list[str]:
+def unique_indexes_without(snap: catalog.TableSnapshot, columns: list[str]) -> list[str]:
     """Unique indexes (primary key included) of the table that lack one of `columns`: TimescaleDB refuses to make
-    it a hypertable partitioned on those columns ('cannot create a unique index without the column')."""
-    rows = conn.execute(
-        "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indisunique "
-        "AND NOT %s::name[] <@ ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = x.indrelid "
-        "AND a.attnum = ANY(x.indkey)) ORDER BY 1", (table.schema, table.name, columns)).fetchall()
-    return [r[0] for r in rows]
+    it a hypertable partitioned on those columns ('cannot create a unique index without the column'). Pure: the
+    snapshot read them with the table."""
+    return [name for name, indexed in snap.unique_indexes if not set(columns) <= set(indexed)]
 
 
 def function_returns(conn: psycopg.Connection, function: TableName) -> str | None:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ..identifiers import TableName
+from . import catalog
 from .catalog import ServerInfo
 from .intervals import Window
 
@@ -76,8 +77,12 @@ def _size(n: int) -> str:
 
 
 def _rows_estimator(conn: psycopg.Connection, info: ServerInfo) -> sql.Composable:
-    row = conn.execute("SELECT to_regprocedure('lifecycle._estimated_rows(regclass)') IS NOT NULL").fetchone()
-    if row and row[0]:
+    def probe() -> bool:
+        row = conn.execute("SELECT to_regprocedure('lifecycle._estimated_rows(regclass)') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+    # Asked once per command once seen (catalog.present): the lifecycle schema is optional, and installed, not
+    # dropped, while policies are planned; a check never creates it.
+    if catalog.present(conn, "lifecycle._estimated_rows", probe, created_here=False):
         return sql.SQL("lifecycle._estimated_rows")
     return info.fn("approximate_row_count")
 
@@ -123,14 +128,20 @@ SELECT count(*) FILTER (WHERE acted), coalesce(sum(rows) FILTER (WHERE acted), 0
 
 def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window,
             compression: bool) -> Impact | None:
-    dim = conn.execute("SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func "
+    # Whether it has a chunk at all comes with the dimension: without one, the impact is nothing, known without
+    # the measuring query (a chunk without its relation, being dropped, is not counted there either).
+    dim = conn.execute("SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func, "
+                       "EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk ch "
+                       "JOIN pg_namespace kn ON kn.nspname = ch.schema_name "
+                       "JOIN pg_class k ON k.relnamespace = kn.oid AND k.relname = ch.table_name "
+                       "WHERE ch.hypertable_id = h.id) "
                        "FROM _timescaledb_catalog.dimension d "
                        "JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
                        "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1",
                        (table.schema, table.name)).fetchone()
     if dim is None:
         return None  # not a hypertable yet (created by this program)
-    column_type, now_schema, now_func = dim
+    column_type, now_schema, now_func, any_chunk = dim
     if column_type in _TIME_TYPES:
         cutoff: sql.Composable = window.sql()  # show_chunks measures it back from now()
         ranges = [sql.SQL("to_timestamp(ds.{} / 1e6)").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
@@ -141,6 +152,8 @@ def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window
         ranges = [sql.SQL("ds.{}").format(sql.Identifier(c)) for c in ("range_start", "range_end")]
     else:
         return None  # integer time without integer_now: TimescaleDB refuses the policy itself
+    if not any_chunk:
+        return Impact(table.qualified, window.text or str(window), 0, 0, 0, 0, 0, 0, None, None)
     query = sql.SQL(_QUERY).format(
         show_chunks=info.fn("show_chunks"), table=sql.Literal(table.ident.as_string(conn)), window=cutoff,
         rows=_rows_estimator(conn, info), due=sql.SQL("cc.id IS NULL" if compression else "true"),

@@ -218,6 +218,19 @@ def _next_start(declared: JobState, existing: JobState | None) -> sql.Composable
     return sql.SQL("NULL::timestamptz")
 
 
+def _schedule_args(declared: JobState, existing: JobState | None) -> sql.Composed:
+    """alter_job's arguments besides the job and its config: the schedule as declared."""
+    return sql.SQL(
+        "schedule_interval => {si}, max_runtime => {mr}, max_retries => {retries}, retry_period => {rp}, "
+        "scheduled => {scheduled}, fixed_schedule => {fixed}, initial_start => {initial}::timestamptz, "
+        "timezone => {tz}::text, next_start => {next}").format(
+        si=_value(declared.schedule_interval), mr=_value(declared.max_runtime),
+        retries=sql.Literal(declared.max_retries), rp=_value(declared.retry_period),
+        scheduled=sql.Literal(declared.scheduled), fixed=sql.Literal(declared.fixed_schedule),
+        initial=sql.Literal(declared.initial_start), tz=sql.Literal(declared.timezone),
+        next=_next_start(declared, existing))
+
+
 def _alter(conn: psycopg.Connection, info: catalog.ServerInfo, kind: PolicyKind, job_id: int,
            declared: JobState, existing: JobState | None) -> None:
     assert declared.window is not None
@@ -225,18 +238,10 @@ def _alter(conn: psycopg.Connection, info: catalog.ServerInfo, kind: PolicyKind,
                    else sql.SQL("to_jsonb(({})::text)").format(_value(declared.window)))
     drop_keys = sql.SQL(" - ").join(sql.Literal(k) for k in kind.other_window_keys)
     conn.execute(sql.SQL(
-        "SELECT {alter_job}({job}, schedule_interval => {si}, max_runtime => {mr}, max_retries => {retries}, "
-        "retry_period => {rp}, scheduled => {scheduled}, "
-        "config => (j.config - {drop}) || jsonb_build_object({key}, {window}), "
-        "fixed_schedule => {fixed}, initial_start => {initial}::timestamptz, timezone => {tz}::text, "
-        "next_start => {next}) "
+        "SELECT {alter_job}({job}, {schedule}, config => (j.config - {drop}) || jsonb_build_object({key}, {window})) "
         "FROM timescaledb_information.jobs j WHERE j.job_id = {job}").format(
-        alter_job=info.fn("alter_job"), job=sql.Literal(job_id), si=_value(declared.schedule_interval),
-        mr=_value(declared.max_runtime), retries=sql.Literal(declared.max_retries),
-        rp=_value(declared.retry_period), scheduled=sql.Literal(declared.scheduled), drop=drop_keys,
-        key=sql.Literal(kind.window_key), window=window_json, fixed=sql.Literal(declared.fixed_schedule),
-        initial=sql.Literal(declared.initial_start), tz=sql.Literal(declared.timezone),
-        next=_next_start(declared, existing)))
+        alter_job=info.fn("alter_job"), job=sql.Literal(job_id), schedule=_schedule_args(declared, existing),
+        drop=drop_keys, key=sql.Literal(kind.window_key), window=window_json))
 
 
 @functools.singledispatch
@@ -247,12 +252,13 @@ def execute(op: Any, conn: psycopg.Connection, info: catalog.ServerInfo) -> None
 @execute.register
 def _(op: AddJob, conn: psycopg.Connection, info: catalog.ServerInfo) -> None:
     assert op.declared.window is not None
-    row = conn.execute(sql.SQL("SELECT {}(format('%I.%I', {}::text, {}::text)::regclass, {}, "
-                               "schedule_interval => {})").format(
-        info.fn(op.kind.add_function), sql.Literal(op.table.schema), sql.Literal(op.table.name),
-        _value(op.declared.window), _value(op.declared.schedule_interval))).fetchone()
-    assert row is not None
-    _alter(conn, info, op.kind, int(row[0]), op.declared, None)
+    # Added and given its schedule in one statement: the config add_*_policy writes already holds the window as
+    # declared (and none of the other window keys), which is what _alter's config would write on it.
+    conn.execute(sql.SQL("SELECT {}({}(format('%I.%I', {}::text, {}::text)::regclass, {}, "
+                         "schedule_interval => {}), {})").format(
+        info.fn("alter_job"), info.fn(op.kind.add_function), sql.Literal(op.table.schema),
+        sql.Literal(op.table.name), _value(op.declared.window), _value(op.declared.schedule_interval),
+        _schedule_args(op.declared, None)))
 
 
 @execute.register

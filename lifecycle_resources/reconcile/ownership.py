@@ -136,10 +136,19 @@ def decide(obj: ManagedObject, what: str, exists: bool, previous: Owner | None, 
 
 def claim(conn: psycopg.Connection, obj: ManagedObject, owner: Owner | None) -> None:
     """Record `owner` for the object (inside the caller's apply transaction)."""
+    record = claim_statement(conn, obj, owner)
+    if record is not None:
+        conn.execute(*record)
+
+
+def claim_statement(conn: psycopg.Connection, obj: ManagedObject,
+                    owner: Owner | None) -> tuple[sql.Composed, tuple[str, ...]] | None:
+    """The INSERT that claim() runs, with its parameters (None without an owner), for a caller that sends it
+    with another write in one statement (as a data-modifying WITH); the ledger is created first if missing."""
     if owner is None:
-        return
+        return None
     ensure_ledger(conn)
-    conn.execute(sql.SQL(
+    return (sql.SQL(
         "INSERT INTO {} (object_kind, object_key, project, stack, resource_type, resource_name) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (object_kind, object_key) DO UPDATE SET "
         "project = excluded.project, stack = excluded.stack, resource_type = excluded.resource_type, "

@@ -5,6 +5,7 @@ as a warning with the advisor's best candidate; a preview is never refused for i
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from ..errors import LifecycleError
 from ..identifiers import TableName
@@ -27,6 +28,8 @@ def worse_than_uncompressed(conn: psycopg.Connection, table: TableName, declared
     from ..runner import advisor  # the advisor's measurement; imported only when settings change
 
     try:
+        if not holds_rows(conn, table):
+            return None  # nothing to sample: the advisor would find no chunk, or an empty sample, and say nothing
         advice = advisor.advise_within(conn, table, declared, SAMPLE_ROWS, time_column, chunk_interval)
     except (LifecycleError, psycopg.Error):  # no chunk yet, or a measurement that failed: nothing to say
         return None
@@ -40,3 +43,10 @@ def worse_than_uncompressed(conn: psycopg.Connection, table: TableName, declared
         f"{ours.candidate.order_text()}) make the data larger: {ours.ratio:.2f}x on a sample of "
         f"{advice.sample_rows} rows of {advice.sample_chunk} ({_size(ours.before_bytes)} -> "
         f"{_size(ours.after_bytes)}){better} (`lifecycle advise {table.qualified}` shows every candidate)")
+
+
+def holds_rows(conn: psycopg.Connection, table: TableName) -> bool:
+    """Whether the table holds a row: one statement, where the advisor asks five before it finds no chunk to
+    sample (a new table, as in a first `up`)."""
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table.ident)).fetchone()
+    return bool(row and row[0])

@@ -104,7 +104,7 @@ class HypertableProvider(LifecycleProvider):
                              "one of " + ", ".join(c.name for c in snap.columns))
         if snap.time_dimension is None:
             partitioning = [column.name, *filter(None, [args.space_column])]
-            blocking = unique_indexes_without(conn, table, partitioning)
+            blocking = unique_indexes_without(snap, partitioning)
             if blocking:
                 raise InputError(name, "time_column", args.time_column,
                                  f"{table} has unique index {', '.join(blocking)} without "

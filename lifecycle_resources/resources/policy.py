@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
@@ -16,7 +17,7 @@ from . import registry
 from .health_warnings import warn_unhealthy
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import caggs, catalog, jobs
+from ..reconcile import caggs, catalog, jobs, ownership
 from ..reconcile.hypertables import read_extras
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
@@ -121,7 +122,8 @@ class PolicyProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
-        target, declared, notices = self._declared(conn, args)
+        with caggs.aggregates_read_once():
+            target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
         what = (f"job {actual[0].job_id} ({self.kind_spec.resource} on {target.table})" if actual
                 else f"{self.kind_spec.resource} on {target.table}")
@@ -169,7 +171,6 @@ class PolicyProvider(LifecycleProvider):
             target, declared, actual, claim, ops = self._plan(conn, args, props)
             for op in ops:
                 jobs.execute(op, conn, info)
-            self.record_owner(conn, self._object(target.table), props)
             done: list[Any] = [*filter(None, [claim]), *ops]
             after = jobs.read_jobs(conn, self.kind_spec, target.table)
             expected = self._jobs_expected(args)
@@ -178,8 +179,10 @@ class PolicyProvider(LifecycleProvider):
                     f"{args.resource_name}: after {described(done) or 'no change'}, {target.table} has "
                     f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected {expected}")
             job = after[0] if after else declared
+            # The owner's record and the registration, always together: one statement (ownership.claim_statement)
+            owned = ownership.claim_statement(conn, self._object(target.table), ownership.Owner.from_props(props))
             registered = register(conn, self.kind_spec, target.table, declared, job.job_id, props,
-                                  self._parameters(args))
+                                  self._parameters(args), owned)
             if registered:
                 done.append(jobs.Registered(self.kind_spec, target.table, registered))
         return self._presented(job, declared), bool(actual), described(done)
@@ -327,22 +330,32 @@ def _has_registry(conn: psycopg.Connection) -> bool:
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,
-             job_id: int | None, props: dict[str, Any], extra: dict[str, Any] | None = None) -> str | None:
+             job_id: int | None, props: dict[str, Any], extra: dict[str, Any] | None = None,
+             owned: tuple[sql.Composed, tuple[Any, ...]] | None = None) -> str | None:
     """Record the declaration (no job is touched: the provider converged it) in the caller's transaction;
     its name when the declaration changed, None when unchanged or when the database has no lifecycle schema
-    (refused when `extra` holds what only the runner acts on: without a registration nothing would)."""
+    (refused when `extra` holds what only the runner acts on: without a registration nothing would).
+    `owned`: the owner's INSERT (ownership.claim_statement), run in the same statement, or alone without a
+    lifecycle schema."""
     if not _has_registry(conn):
         if extra:
             raise LifecycleError(f"{props.get('resource_name')}: {', '.join(sorted(extra))} needs the lifecycle "
                                  "schema (declare LifecycleSchema in the stack): the runner acts on it from there")
+        if owned is not None:
+            conn.execute(*owned)
         return None
     project, stack, environment = registration_scope(props)
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
     parameters = {kind.window_key: declared.window.text if declared.window else None,
                   "schedule_interval": declared.schedule_interval.text, "scheduled": declared.scheduled, **(extra or {})}
-    row = conn.execute("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s, %s, %s, %s, %s, true)",
-                       (name, table.qualified, kind.word, Jsonb(parameters), job_id, project, stack,
-                        environment)).fetchone()
+    call = sql.SQL("SELECT lifecycle.register_lifecycle_policy(%s, %s, %s, %s, %s, %s, %s, %s, true)")
+    params: tuple[Any, ...] = (name, table.qualified, kind.word, Jsonb(parameters), job_id, project, stack, environment)
+    if owned is not None:
+        # A data-modifying WITH runs exactly once, whether or not the SELECT reads it: the owner is recorded and
+        # the declaration registered by one statement, in the order they always had.
+        call = sql.SQL("WITH owned AS ({} RETURNING 1) {}").format(owned[0], call)
+        params = (*owned[1], *params)
+    row = conn.execute(call, params).fetchone()
     return name if row and row[0] else None
 
 
