@@ -115,3 +115,25 @@ def test_archive_run_hashes_no_row_without_read_back(tsdb_dsn: str, lifecycle_sc
     results = archiver.archive(tsdb_dsn, f"{schema}.ticks", "10 days", LocalStore(tmp_path / "s"))
     assert results and all(r.action == "archived" for r in results), results
     assert calls == []
+
+
+def test_archive_written_since_tells_new_versions_from_old_ones_across_wraparound(tsdb_dsn: str) -> None:
+    """The proof's predicate on xids around the snapshot's xmin, in 32-bit age arithmetic: a version frozen more
+    than 2^31 transactions ago (its raw xmin kept) is old, never new; one 2^32 + k old reads as k, taken for new
+    (the drop then waits for the next run: safe)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(tsdb_dsn) as conn:  # one transaction: age() counts from its own xid
+        now = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])  # type: ignore[index]
+        snapshot_xmin = now - 100
+        ages = {"new": 5, "at the snapshot's xmin": 100, "just before it": 101, "long ago": 2**31 - 10,
+                "frozen 2^31 + 10 ago": 2**31 + 10, "frozen 2^32 + 3 ago": 2**32 + 3}
+        conn.execute("CREATE TEMP TABLE versions (label text, x xid)")
+        for label, age in ages.items():
+            conn.execute("INSERT INTO versions VALUES (%s, %s::text::xid)", (label, str((now - age) % 2**32)))
+        found = dict(conn.execute(sql.SQL("SELECT label, {} FROM versions").format(
+            archiver.written_since(sql.Identifier("x"), snapshot_xmin))).fetchall())
+        conn.rollback()
+    assert found == {"new": True, "at the snapshot's xmin": True, "just before it": False, "long ago": False,
+                     "frozen 2^31 + 10 ago": False, "frozen 2^32 + 3 ago": True}

@@ -215,13 +215,22 @@ def _untouched(conn: psycopg.Connection, table: TableName, s: Snapshot) -> bool:
         "WHERE c.schema_name = %s AND c.table_name = %s", (schema, name)).fetchone()
     # ONLY: TimescaleDB reads a compressed chunk's own heap then, not its decompressed rows (as for pg_dump).
     heaps = [_ident(s.chunk)] + ([sql.Identifier(row[0], row[1])] if row else [])
-    newest = sql.SQL(", ").join(sql.SQL("(SELECT min(age(xmin)) FROM ONLY {})").format(h) for h in heaps)
-    found = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), least({}), age({}::xid)").format(
-        _ident(s.chunk), newest, sql.Literal(str(s.snapshot_xmin % 2**32)))).fetchone()
+    written = sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM ONLY {} WHERE {})").format(h, written_since(sql.SQL("xmin"), s.snapshot_xmin))
+        for h in heaps)
+    found = conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), {}").format(_ident(s.chunk), written)).fetchone()
     assert found is not None
-    rows, youngest, snapshot_age = found
-    return (rows == s.row_count and (youngest is None or youngest > snapshot_age)
+    return (found[0] == s.row_count and not found[1]
             and _signature(export.columns(conn, table.ident.as_string(conn))) == s.columns)
+
+
+def written_since(xmin: sql.Composable, snapshot_xmin: int) -> sql.Composed:
+    """True for a row version a transaction the snapshot (of xmin `snapshot_xmin`, an xid8) did not see wrote: its
+    xid is at or after the snapshot's xmin, so its age is at most that xmin's. age() counts in 32 bits: a version
+    frozen more than 2^31 transactions ago shows a negative age, never taken for a new one (its raw xmin stays on
+    the row once frozen); one 2^32 + k old shows k and may be taken for new, which only makes the drop wait for
+    the next run."""
+    return sql.SQL("age({}) BETWEEN 0 AND age({}::xid)").format(xmin, sql.Literal(str(snapshot_xmin % 2**32)))
 
 
 def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: ArchiveStore | None = None,
