@@ -350,3 +350,23 @@ def test_archive_drop_waits_for_a_writer_in_progress_and_refuses_its_rows(tsdb_d
     assert "changed since it was verified" in str(outcome[0])
     assert info["chunk"] in chunks(tsdb_dsn, schema)
     assert rows_text(tsdb_dsn, rel, "symbol = 'late'")
+
+
+@pytest.mark.integration
+def test_export_session_reads_from_the_first_block_without_parallel_workers(tsdb_dsn: str, tmp_path: Path) -> None:
+    """An object's key follows from its exported bytes: the export must read the same rows in the same order each
+    time (no synchronized scan starting where another scan of a large chunk is, no parallel workers). Read through
+    the exporter itself: ADBC on the native server, the CSV reader on the embedded one."""
+    import pyarrow.parquet as pq
+    from psycopg import sql
+
+    from lifecycle_resources.runner.archive import export
+
+    probe = sql.SQL("(SELECT current_setting('synchronize_seqscans') AS s, "
+                    "current_setting('max_parallel_workers_per_gather') AS p) x")
+    cols = [export.Column(name="s", pg_type="text"), export.Column(name="p", pg_type="text")]
+    with connect(tsdb_dsn) as conn, export.Exporter(tsdb_dsn) as exporter, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows, *_ = exporter.export_chunk(conn, probe, cols, tmp_path / "x.parquet")
+    assert rows == 1
+    assert pq.read_table(tmp_path / "x.parquet").to_pylist() == [{"s": "off", "p": "0"}]

@@ -40,9 +40,11 @@ from ...errors import LifecycleError
 BATCH_ROWS = 65_536
 CSV_BATCH_BYTES = 8 << 20
 T = TypeVar("T")
-# Session settings of every export: the text PostgreSQL prints for any value depends on nothing else.
+# Session settings of every export: the text PostgreSQL prints for any value depends on nothing else, and the
+# same rows come in the same order, so they export to the same bytes (the object's key follows from them): a scan
+# from the first block (a synchronized scan of a large chunk starts where another scan is) and no parallel workers.
 _SETTINGS = ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'", "extra_float_digits = 3",
-             "bytea_output = 'hex'")
+             "bytea_output = 'hex'", "synchronize_seqscans = off", "max_parallel_workers_per_gather = 0")
 ZSTD_LEVEL = 1  # level 3 made files 3 % smaller and the export a third slower (scripts/bench_archive.py)
 
 # PostgreSQL type -> the Arrow type that holds it exactly. Anything else is exported as text.
