@@ -238,7 +238,7 @@ def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: Archiv
            error: str | None = None) -> None:
     """The slice's current state (lifecycle.archives) and one history row (lifecycle.archive_metadata)."""
     params = {"ht": s.hypertable, "chunk": s.chunk, "start": s.range_start, "end": s.range_end,
-              "state": state.value, "rows": s.row_count, "hash": None,
+              "state": state.value, "rows": s.row_count,
               "store": store.url if store else None, "key": key, "bytes": size, "sha": sha256, "error": error,
               "location": store.location(key) if store and key else None}
     axis = TimeAxis("", "bigint" if isinstance(s.range_start, int) else "timestamp with time zone")
@@ -246,11 +246,11 @@ def record(conn: psycopg.Connection, s: Snapshot, state: State, *, store: Archiv
     conn.execute(sql.SQL(
         "INSERT INTO lifecycle.archives AS a (hypertable, chunk_name, range_start, range_end, state, row_count, "
         "content_hash, store_url, object_key, bytes, sha256, error, dropped_at) VALUES (%(ht)s, %(chunk)s, "
-        "{start}, {end}, %(state)s, %(rows)s, %(hash)s, %(store)s, %(key)s, %(bytes)s, %(sha)s, %(error)s, "
+        "{start}, {end}, %(state)s, %(rows)s, NULL, %(store)s, %(key)s, %(bytes)s, %(sha)s, %(error)s, "
         "CASE WHEN %(state)s = 'dropped' THEN clock_timestamp() END) "
         "ON CONFLICT (hypertable, chunk_name) DO UPDATE SET state = EXCLUDED.state, "
         "row_count = coalesce(EXCLUDED.row_count, a.row_count), "
-        "content_hash = EXCLUDED.content_hash, "
+        "content_hash = NULL, "  # the rows' hash that once named the objects: no longer computed
         "store_url = coalesce(EXCLUDED.store_url, a.store_url), object_key = coalesce(EXCLUDED.object_key, "
         "a.object_key), bytes = coalesce(EXCLUDED.bytes, a.bytes), sha256 = coalesce(EXCLUDED.sha256, a.sha256), "
         "error = EXCLUDED.error, dropped_at = EXCLUDED.dropped_at, updated_at = clock_timestamp()").format(**bounds),
