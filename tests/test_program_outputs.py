@@ -57,3 +57,50 @@ def test_program_nested_inputs_add_no_tracked_outputs(mocks: Recorder, monkeypat
     # What is left is the SDK's own: an Output per property the resource exposes, its urn and id, registration
     # and dependency plumbing (about 45 per resource); the deep-unwrapped peers added about 13 more.
     assert len(tracked) / 3 <= 50
+
+
+def own_outputs(resource: pulumi.Resource) -> list[pulumi.Output[Any]]:
+    return [v for v in vars(resource).values() if isinstance(v, pulumi.Output)]
+
+
+def test_program_resource_own_outputs_are_not_tracked(mocks: Recorder) -> None:
+    """A resource's urn, id and property Outputs are resolved by its registration, which the SDK tracks itself: the
+    SDK's end-of-program wait does not loop over them (in `up` they stay pending until the create is done)."""
+    from pulumi.runtime.settings import SETTINGS
+
+    seen: dict[str, list[bool]] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        ht = Hypertable("t", table="s.t", time_column="ts")
+        cp = CompressionPolicy("c", ht, compress_after="7 days")
+        rp = RetentionPolicy("r", ht, drop_after="30 days")
+        for name, resource in (("t", ht), ("c", cp), ("r", rp)):
+            seen[name] = [o._data in SETTINGS.outputs for o in own_outputs(resource)]
+        return pulumi.Output.all(ht.table, cp.job_id, rp.drop_after)
+
+    program()
+    assert {name: len(flags) >= 10 for name, flags in seen.items()} == {"t": True, "c": True, "r": True}, seen
+    assert {name: any(flags) for name, flags in seen.items()} == {"t": False, "c": False, "r": False}, seen
+
+
+class FailingRegistration(Recorder):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.name == "c":
+            raise RuntimeError("registration of c refused")
+        return super().new_resource(args)
+
+
+def test_program_fails_when_a_registration_fails_though_its_outputs_are_untracked() -> None:
+    pulumi.runtime.set_mocks(FailingRegistration(), preview=True)
+    registry.reset()
+    try:
+        @pulumi.runtime.test
+        def program() -> None:
+            ht = Hypertable("t", table="s.t", time_column="ts")
+            CompressionPolicy("c", ht, compress_after="7 days")
+
+        with pytest.raises(Exception, match="registration of c refused"):
+            program()
+    finally:
+        registry.reset()

@@ -22,6 +22,7 @@ from ..reconcile import archive_stores
 from ..reconcile.archive_stores import StoreRecord
 from .base import (INTERNAL, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input,
                    unwrap_secret)
+from .output_tracking import untracked
 from .policy import registration_scope
 
 SECRET_FIELDS = ("access_key_id", "secret_access_key")
@@ -173,3 +174,4 @@ class ArchiveStore(Resource, module="timescale", name="ArchiveStore"):
         opts = pulumi.ResourceOptions.merge(resource_options(opts, depends_on=[schema] if schema else []),
                                             pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_FIELDS)))
         super().__init__(ArchiveStoreProvider(), resource_name, props, opts)
+        untracked(self)

@@ -22,6 +22,7 @@ from ..reconcile import catalog, cleanup
 from ..reconcile.locks import lock_table
 from .base import INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options, \
     secret, secret_input
+from .output_tracking import untracked
 
 KIND = "CleanupRule"
 USER_FIELDS = ("table", "orphans_of", "invalid", "grace", "time_column", "action")
@@ -190,3 +191,4 @@ class CleanupRule(Resource, module="timescale", name="CleanupRule"):
                               for r in registry.depends_on_peers(t, "Hypertable")] + (
             [table] if isinstance(table, pulumi.Resource) else []))
         super().__init__(CleanupRuleProvider(), resource_name, props, resource_options(opts, depends_on=deps))
+        untracked(self)

@@ -25,6 +25,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
+from .output_tracking import untracked
 from .compression_preview import worse_than_uncompressed
 
 
@@ -180,4 +181,5 @@ class CompressionSettings(Resource, module="timescale", name="CompressionSetting
             [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
         opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(CompressionSettingsProvider(), resource_name, props, opts)
+        untracked(self)
         registry.attach(self.__class__.__name__, table, self)

@@ -28,6 +28,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
+from .output_tracking import untracked
 
 KIND = "ContinuousAggregate"
 OFFSETS = ("start_offset", "end_offset", "schedule_interval")
@@ -348,5 +349,6 @@ class ContinuousAggregate(Resource, module="timescale", name="ContinuousAggregat
                               for r in [registry.policy_resource("Hypertable", t), registry.promised(t)] if r])
         super().__init__(ContinuousAggregateProvider(), resource_name, props,
                          resource_options(opts, depends_on=deps, delete_before_replace=True))
+        untracked(self)
         registry.attach(KIND, name, self)
         self.declared_table = name

@@ -27,6 +27,7 @@ from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
+from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of
 
 # --------------------------------------------------------------------------------------------------
@@ -360,5 +361,6 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
             registry.declare_policy(registry.INTEGER_NOW, resource_name, table,
                                     now["function"] if isinstance(now, dict) else now)
         super().__init__(HypertableProvider(), resource_name, props, opts)
+        untracked(self)
         registry.attach("Hypertable", table, self)
         self.declared_table = table

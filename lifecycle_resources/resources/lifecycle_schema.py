@@ -18,6 +18,7 @@ from . import registry
 from ..db import migrations
 from ..errors import InputError
 from .base import INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input
+from .output_tracking import untracked
 
 # The tables the migrations create; the stack makes them hypertables like any other table.
 TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",
@@ -121,4 +122,5 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
         }
         opts = resource_options(opts)
         super().__init__(LifecycleSchemaProvider(), resource_name, props, opts)
+        untracked(self)
         registry.promise({t: {"time_column": TIME_COLUMNS[t], "column_type": "timestamptz"} for t in TABLES}, self)

@@ -25,6 +25,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
+from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of, target_of
 
 class PolicyArgs(BaseModel):
@@ -416,4 +417,5 @@ class PolicyResource(Resource):
             [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
         opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(self.provider_class(), resource_name, props, opts)
+        untracked(self)
         registry.attach(kind, table, self)

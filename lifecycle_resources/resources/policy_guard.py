@@ -26,6 +26,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject, read_owner
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
                    secret, secret_input)
+from .output_tracking import untracked
 
 DECLARED = {**{k.resource: k.proc_name for k in jobs.KINDS.values()},  # resource kind -> job label
             "ReorderPolicy": "policy_reorder"}
@@ -195,3 +196,4 @@ class PolicyGuard(Resource, module="timescale", name="PolicyGuard"):
         deps = later(lambda: [r for t in declared_jobs(tables) for r in registry.resources_of(t)])
         opts = resource_options(opts, depends_on=deps)
         super().__init__(PolicyGuardProvider(), resource_name, props, opts)
+        untracked(self)

@@ -25,6 +25,7 @@ from ..reconcile.locks import lock_table
 from ..reconcile.ownership import Claim, ManagedObject
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
+from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of, target_of
 
 KIND = "ReorderPolicy"
@@ -203,4 +204,5 @@ class ReorderPolicy(Resource, module="timescale", name="ReorderPolicy"):
             [hypertable] if isinstance(hypertable, pulumi.Resource) else []))
         opts = resource_options(opts, depends_on=deps, delete_before_replace=True)
         super().__init__(ReorderPolicyProvider(), resource_name, props, opts)
+        untracked(self)
         registry.attach(KIND, table, self)
