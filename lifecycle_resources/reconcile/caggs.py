@@ -27,7 +27,6 @@ from ..errors import InputError
 from ..identifiers import TableName
 
 REFRESH_PROC = "policy_refresh_continuous_aggregate"
-DEFAULT_REFRESH_SCHEDULE = "1 hour"
 
 
 class RefreshPolicy(BaseModel):
