@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -20,13 +21,18 @@ PROVIDERS = sorted(n for n in lifecycle_resources.__all__ if n.endswith("Provide
 PROGRAM_MAY_IMPORT = {"lifecycle_resources.reconcile", "lifecycle_resources.reconcile.declared"}
 
 
-def imported_by(statement: str, env: dict[str, str] | None = None) -> set[str]:
-    """The modules a fresh interpreter holds after running `statement`."""
-    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+def fresh(statement: str, answer: str, env: dict[str, str] | None = None) -> Any:
+    """`answer` (an expression), evaluated in a fresh interpreter after running `statement`."""
+    code = f"{statement}\nimport json, sys\nprint(json.dumps({answer}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def imported_by(statement: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a fresh interpreter holds after running `statement`."""
+    return set(fresh(statement, "sorted(sys.modules)", env))
 
 
 def provider_side(modules: set[str]) -> list[str]:
@@ -47,6 +53,16 @@ def test_startup_program_of_this_repo_imports_no_driver() -> None:
                           "ContinuousAggregate, LifecycleSchema, PolicyGuard, RetentionPolicy)\n"
                           "from lifecycle_resources.resources.stack_config import declare_tables, load_settings")
     assert provider_side(modules) == []
+
+
+def test_startup_program_builds_no_model_schema() -> None:
+    """The args models are validated in the provider host, never in the program: their pydantic schemas are built
+    on first use (defer_build), not when the program imports the resource classes."""
+    built = fresh(f"from lifecycle_resources import {', '.join(RESOURCES)}\nimport pydantic",
+                  "sorted(f'{m.__module__}.{m.__qualname__}' for mod in list(sys.modules.values()) "
+                  "if mod.__name__.startswith('lifecycle_resources') for m in vars(mod).values() "
+                  "if isinstance(m, type) and issubclass(m, pydantic.BaseModel) and m.__pydantic_complete__)")
+    assert built == []
 
 
 def test_startup_provider_classes_import_no_driver() -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Peers(BaseModel):
     """What the same program declares for the same table, seen when this resource was declared."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     time_column: str | None = None          # a Hypertable resource will make it a hypertable
     compression_settings: bool = False      # a CompressionSettings resource will enable compression
@@ -35,7 +35,7 @@ class Peers(BaseModel):
 class Target(BaseModel):
     """The hypertable a resource acts on, checked against the database (or the program's declarations)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     table: TableName
     time_column: str

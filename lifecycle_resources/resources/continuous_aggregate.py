@@ -37,7 +37,7 @@ DEFAULT_REFRESH_SCHEDULE = "1 hour"
 class RefreshPolicyArgs(BaseModel):
     """add_continuous_aggregate_policy's arguments; an offset None is unbounded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     start_offset: str | None
     end_offset: str | None
@@ -45,7 +45,7 @@ class RefreshPolicyArgs(BaseModel):
 
 
 class CaggArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     view: str
     query: str = Field(min_length=1)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class HypertableArgs(BaseModel):
     """Declared inputs, as the user writes them."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     table: str
     time_column: str = Field(min_length=1)

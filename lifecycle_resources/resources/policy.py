@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class PolicyArgs(BaseModel):
     """Declared inputs of a policy; `window` is compress_after or drop_after."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     hypertable: str
     window: str | int

@@ -33,7 +33,7 @@ INTERNAL_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
 
 
 class GuardArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     policies: dict[str, list[str]]
     resource_name: str | None = None

@@ -31,7 +31,7 @@ KIND = "ReorderPolicy"
 
 
 class ReorderArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     hypertable: str
     index: str = Field(min_length=1)
