@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from psycopg import sql
+if TYPE_CHECKING:
+    from psycopg import sql
 
 
 class TableName(NamedTuple):
@@ -29,6 +30,8 @@ class TableName(NamedTuple):
 
     @property
     def ident(self) -> sql.Identifier:
+        from psycopg import sql  # here, not at the top: a Pulumi program parses table names without psycopg
+
         return sql.Identifier(self.schema, self.name)
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ ACCEPTED_URL = "file:///absolute/path or s3://bucket/prefix (credentials as acce
 
 
 class StoreRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="ignore")
 
     store_name: str
     url: str

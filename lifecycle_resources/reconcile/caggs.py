@@ -27,13 +27,12 @@ from ..errors import InputError
 from ..identifiers import TableName
 
 REFRESH_PROC = "policy_refresh_continuous_aggregate"
-DEFAULT_REFRESH_SCHEDULE = "1 hour"
 
 
 class RefreshPolicy(BaseModel):
     """add_continuous_aggregate_policy's arguments; an offset None is unbounded (NULL)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     start_offset: Window | None
     end_offset: Window | None
@@ -56,7 +55,7 @@ def _text(window: Window | None) -> str:
 class CaggState(BaseModel):
     """A continuous aggregate, declared or read. `definition` is TimescaleDB's own text of the query."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     view: str
     definition: str

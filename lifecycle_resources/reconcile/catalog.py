@@ -34,7 +34,7 @@ UUID_TIME_SINCE = (2, 22, 0)  # a UUIDv7 column as the time dimension (intervals
 
 
 class ServerInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     timescaledb_version: str | None
     license: str | None
@@ -90,7 +90,7 @@ def require_timescaledb(info: ServerInfo, feature: str = "this resource") -> Non
 
 
 class Column(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     name: str
     type_name: str  # pg_type.typname, e.g. timestamptz, int8
@@ -98,7 +98,7 @@ class Column(BaseModel):
 
 
 class TimeDimension(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     column: str
     column_type: str
@@ -109,7 +109,7 @@ class TimeDimension(BaseModel):
 class TableSnapshot(BaseModel):
     """A table and, when it is one, its hypertable facts: all a hypertable operation needs, in one read."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     table: TableName
     relkind: str

@@ -32,7 +32,7 @@ class Check(BaseModel):
     """One invalid-row check of a column: a row fails it when the column is NULL (not_null), NaN or infinite
     (finite), that or <= 0 (finite_positive), outside [min, max] (range), or not one of values (allowed)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     column: str
     check: Literal["not_null", "finite", "finite_positive", "range", "allowed"]
@@ -54,7 +54,7 @@ class Rule(BaseModel):
     """A cleanup rule, declared or as recorded: rows of `table` that are orphans of `parent` (no parent row
     with the same keys, older than `grace` on `time_column`) or that fail one of `checks`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     name: str
     table: str

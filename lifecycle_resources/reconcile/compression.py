@@ -71,7 +71,7 @@ def unquote(name: str) -> str:
 class CompressionState(BaseModel):
     """Compression settings, declared or read: order_by fully spelled out, time column included."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     hypertable: str
     enabled: bool
@@ -137,7 +137,7 @@ def _state(schema: str, row: tuple[Any, ...]) -> CompressionState:
 
 
 class CompressionSettingsArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     hypertable: str
     segment_by: list[str] = Field(default_factory=list)

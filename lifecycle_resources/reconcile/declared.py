@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from pydantic import BaseModel, ConfigDict
 
-from . import catalog
-from .intervals import NotAnInterval, Window, parse_many
 from ..errors import InputError
 from ..identifiers import TableName
+
+if TYPE_CHECKING:
+    import psycopg
+    from . import catalog
+    from .intervals import Window
 
 
 class Peers(BaseModel):
     """What the same program declares for the same table, seen when this resource was declared."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     time_column: str | None = None          # a Hypertable resource will make it a hypertable
     compression_settings: bool = False      # a CompressionSettings resource will enable compression
@@ -33,7 +35,7 @@ class Peers(BaseModel):
 class Target(BaseModel):
     """The hypertable a resource acts on, checked against the database (or the program's declarations)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     table: TableName
     time_column: str
@@ -42,6 +44,7 @@ class Target(BaseModel):
 
     @property
     def integer_time(self) -> bool:
+        from . import catalog
         return self.column_type in catalog.INTEGER_TYPES
 
 
@@ -53,6 +56,7 @@ def resolve_target(conn: psycopg.Connection, resource: str | None, field: str, h
 def target_and_snapshot(conn: psycopg.Connection, resource: str | None, field: str, hypertable: str,
                         peers: Peers) -> tuple[Target, catalog.TableSnapshot | None]:
     """The target, and the table as read (None when the program's LifecycleSchema will create it)."""
+    from . import catalog
     try:
         table = TableName.parse(hypertable)
     except ValueError as exc:
@@ -89,6 +93,7 @@ class Spec:
 
 def windows(conn: psycopg.Connection, resource: str | None, target: Target, specs: dict[str, Spec]) -> dict[str, Window]:
     """Every interval input of a resource, parsed by the database in one round trip and checked."""
+    from .intervals import NotAnInterval, Window, parse_many
     found: dict[str, Window] = {}
     texts: dict[str, str] = {}
     for field, spec in specs.items():
@@ -131,6 +136,7 @@ def display(declared: Window | None, actual: Window) -> str:
 def schedule_start(conn: psycopg.Connection, resource: str | None, initial_start: str | None,
                    timezone: str | None) -> datetime | None:
     """A declared initial_start as the database reads it, and the timezone checked, at preview (one query)."""
+    import psycopg
     if initial_start is None and timezone is None:
         return None
     try:

@@ -20,7 +20,7 @@ from ..identifiers import TableName
 class HypertableState(BaseModel):
     """A hypertable as the database holds it, compared field by field with what is declared."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     table: str
     time_column: str
@@ -57,7 +57,7 @@ SQL_TYPES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
 class Extras(BaseModel):
     """What a hypertable has besides its time dimension, read from TimescaleDB's catalog."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     integer_now: str | None = None
     integer_now_body: str | None = None

@@ -43,7 +43,7 @@ KINDS = {k.proc_name: k for k in (COMPRESSION, RETENTION)}
 class JobState(BaseModel):
     """A policy job, normalised: every interval a Window (an integer window for integer time)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     hypertable: str
     window: Window | None          # compress_after / drop_after; None when the job uses another key

@@ -27,7 +27,7 @@ _LEDGER = sql.Identifier(SCHEMA, TABLE)
 class Owner(BaseModel):
     """Who declares an object: a resource of one stack of one project."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     project: str
     stack: str

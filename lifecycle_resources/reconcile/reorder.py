@@ -24,7 +24,7 @@ INTERVALS = ("schedule_interval", "max_runtime", "retry_period")
 class ReorderState(BaseModel):
     """A reorder job; a schedule field declared None is not managed (whatever add_reorder_policy chose)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     hypertable: str
     index: str

@@ -11,24 +11,27 @@ Unreachable at preview: a WARNING among the planned operations, not a refusal (s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from . import registry
 from ..errors import InputError
-from ..reconcile import archive_stores
-from ..reconcile.archive_stores import StoreRecord
 from .base import (INTERNAL, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input,
                    unwrap_secret)
 from .output_tracking import untracked
 from .policy import registration_scope
 
+if TYPE_CHECKING:
+    from ..reconcile.archive_stores import StoreRecord
+
 SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
 
 def _record(props: dict[str, Any]) -> StoreRecord:
+    from ..reconcile import archive_stores
+    from ..reconcile.archive_stores import StoreRecord
     name = props.get("resource_name")
     return StoreRecord(store_name=props.get("store_name") or name or "",
                        url=archive_stores.check_url(name, "url", props.get("url")),
@@ -61,6 +64,7 @@ class ArchiveStoreProvider(LifecycleProvider):
     kind = "ArchiveStore"
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from ..reconcile.archive_stores import StoreRecord
         record = _record(news)
         for field in SECRET_FIELDS:
             value = news.get(field)
@@ -86,6 +90,7 @@ class ArchiveStoreProvider(LifecycleProvider):
         return DiffResult(changes=bool(replaces or changes), replaces=replaces)
 
     def _apply(self, olds: dict[str, Any] | None, props: dict[str, Any]) -> dict[str, Any]:
+        from ..reconcile import archive_stores
         record = _record(props)
         project, stack, _ = registration_scope(props)
         with self.session(props) as (conn, _info), conn.transaction():
@@ -113,6 +118,7 @@ class ArchiveStoreProvider(LifecycleProvider):
         return UpdateResult(self._apply(olds, news))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import archive_stores
         project, stack, _ = registration_scope(props)
         with self.session(props) as (conn, _info):
             found = archive_stores.read(conn, project, stack, id_) if archive_stores.installed(conn) else None
@@ -127,6 +133,7 @@ class ArchiveStoreProvider(LifecycleProvider):
         return ReadResult(id_, outs, inputs)
 
     def do_delete(self, id_: str, props: dict[str, Any]) -> None:
+        from ..reconcile import archive_stores
         project, stack, _ = registration_scope(props)
         with self.session(props) as (conn, _info), conn.transaction():
             if not archive_stores.installed(conn):

@@ -8,20 +8,20 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
                             ResourceProvider, UpdateResult)
 from pulumi.runtime import rpc
-from pydantic import ValidationError
 
-from ..db import metering
-from ..db.connection import CONFIG_KEY, DSN_ENV, pooled, scrub, validate_dsn
 from ..errors import Deferred, InputError, LifecycleError
-from ..reconcile import catalog, ownership
 from . import provider_errors
+
+if TYPE_CHECKING:
+    import psycopg
+    from pydantic import ValidationError
+    from ..reconcile import catalog, ownership
 
 provider_errors.install()
 
@@ -130,6 +130,7 @@ def _echo(field: str, err: Mapping[str, Any]) -> str:
 
 def pydantic_failures(exc: ValidationError, resource: str | None) -> list[CheckFailure]:
     """One CheckFailure per pydantic error, naming the field and (when it is safe to) the value."""
+    from ..db.connection import scrub
     failures = []
     where = f"{resource}: " if resource else ""
     for err in exc.errors(include_url=False, include_context=False):
@@ -192,6 +193,8 @@ class LifecycleProvider(ResourceProvider, ABC):
     def _metered(self, op: str, props: Mapping[str, Any] | None) -> Iterator[None]:
         """Each engine call, timed for $LIFECYCLE_DB_TIMING; a write drops the catalog reads shared by the
         calls of this process (catalog.writing) before and after it."""
+        from ..db import metering
+        from ..reconcile import catalog
         with metering.operation(op, self.kind, unfold(props).get("resource_name")):
             if op in WRITES:
                 with catalog.writing():
@@ -227,6 +230,7 @@ class LifecycleProvider(ResourceProvider, ABC):
         self._config_dsn = None
 
     def configure(self, req: ConfigureRequest) -> None:
+        from ..db.connection import CONFIG_KEY
         value = req.config.get(CONFIG_KEY)
         self._config_dsn = unwrap_secret(value) if value else None
 
@@ -235,17 +239,20 @@ class LifecycleProvider(ResourceProvider, ABC):
     def claim_for(conn: psycopg.Connection, obj: ownership.ManagedObject, what: str, exists: bool,
                   props: Mapping[str, Any]) -> ownership.Claim | None:
         """Adoption or takeover this resource makes of `obj`; refuses another stack's object without adopt."""
+        from ..reconcile import ownership
         return ownership.decide(obj, what, exists, ownership.read_owner(conn, obj),
                                 ownership.Owner.from_props(dict(props)), bool(props.get("adopt")),
                                 props.get("resource_name"))
 
     @staticmethod
     def record_owner(conn: psycopg.Connection, obj: ownership.ManagedObject, props: Mapping[str, Any]) -> None:
+        from ..reconcile import ownership
         ownership.claim(conn, obj, ownership.Owner.from_props(dict(props)))
 
     @staticmethod
     def let_go(conn: psycopg.Connection, obj: ownership.ManagedObject, props: Mapping[str, Any]) -> bool:
         """Before a delete acts: False (act on nothing) when another resource owns the object now."""
+        from ..reconcile import ownership
         return ownership.release(conn, obj, ownership.Owner.from_props(dict(props))) is None
 
     # -- connection -------------------------------------------------------------------------------
@@ -255,12 +262,16 @@ class LifecycleProvider(ResourceProvider, ABC):
         The environment is read here, at each operation, and never stored: a generated password
         (the embedded server's) need not be copied into the stack's config to be used.
         """
+        from ..db.connection import DSN_ENV
         override = unwrap_secret(props.get("dsn"))
         return override or self._config_dsn or os.environ.get(DSN_ENV, "")
 
     @contextmanager
     def session(self, props: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection, catalog.ServerInfo]]:
         """A connection plus what the server is, refusing servers this product cannot manage."""
+        import psycopg
+        from ..db.connection import pooled, scrub
+        from ..reconcile import catalog
         dsn = self.dsn_for(props)
         try:
             with pooled(dsn, lambda new: _server_infos.__setitem__(dsn, catalog.server_info(new))) as conn:
@@ -277,6 +288,7 @@ class LifecycleProvider(ResourceProvider, ABC):
 
     # -- check ------------------------------------------------------------------------------------
     def do_check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from ..db.connection import DSN_ENV, scrub
         result = self._check(olds, news)
         # Whatever a failure quotes (a value, a driver message), it never carries a DSN's secrets.
         dsns = (unwrap_secret(news.get("dsn")), self._config_dsn, os.environ.get(DSN_ENV))
@@ -285,6 +297,8 @@ class LifecycleProvider(ResourceProvider, ABC):
         return result
 
     def _check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from pydantic import ValidationError
+        from ..db.connection import validate_dsn
         inputs = dict(news)
         dsn_problem = validate_dsn(unwrap_secret(news.get("dsn"))) if news.get("dsn") is not None else None
         if dsn_problem and not is_unknown(news.get("dsn")):

@@ -9,20 +9,21 @@ Drift: a recorded rule changed or removed by hand shows at refresh; the next up 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import catalog, cleanup
-from ..reconcile.locks import lock_table
 from .base import INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options, \
     secret, secret_input
 from .output_tracking import untracked
+
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import cleanup
 
 KIND = "CleanupRule"
 USER_FIELDS = ("table", "orphans_of", "invalid", "grace", "time_column", "action")
@@ -38,6 +39,7 @@ class CleanupRuleProvider(LifecycleProvider):
 
     def _rule(self, conn: psycopg.Connection, props: dict[str, Any]) -> cleanup.Rule:
         """The declared rule, checked against the catalog and normalised as it is recorded."""
+        from ..reconcile import catalog, cleanup
         rule = cleanup.declared(props.get("resource_name"), props.get("table") or "",
                                 **{f: props.get(f) for f in USER_FIELDS[1:] if props.get(f) is not None})
         parent = catalog.table_snapshot(conn, TableName.parse(rule.parent)) if rule.parent else None
@@ -47,6 +49,7 @@ class CleanupRuleProvider(LifecycleProvider):
 
     def _plan(self, conn: psycopg.Connection, props: dict[str, Any]) -> tuple[
             cleanup.Rule, list[cleanup.Operation], cleanup.Matches]:
+        from ..reconcile import cleanup
         rule = self._rule(conn, props)
         recorded = cleanup.read_rule(conn, rule.name)
         if recorded is not None and (recorded.project, recorded.stack) != _scope(props):
@@ -71,6 +74,8 @@ class CleanupRuleProvider(LifecycleProvider):
         return DiffResult(changes=bool(changes), replaces=[], delete_before_replace=False)
 
     def _apply(self, props: dict[str, Any]) -> tuple[cleanup.Rule, list[str], int | None]:
+        from ..reconcile import cleanup
+        from ..reconcile.locks import lock_table
         with self.session(props) as (conn, _info), conn.transaction():
             if not cleanup.has_registry(conn):
                 raise LifecycleError(f"{KIND} {props.get('resource_name')}: this database has no "
@@ -102,6 +107,7 @@ class CleanupRuleProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, rule, matches, ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import cleanup
         with self.session(props) as (conn, _info):
             recorded = cleanup.read_rule(conn, id_)
         if recorded is None:
@@ -117,6 +123,7 @@ class CleanupRuleProvider(LifecycleProvider):
 
     def do_delete(self, id_: str, props: dict[str, Any]) -> None:
         """Unregister the rule, if this stack's. No data is touched: quarantined rows stay restorable."""
+        from ..reconcile import cleanup
         project, stack = _scope(props)
         with self.session(props) as (conn, _info), conn.transaction():
             if cleanup.has_registry(conn):
@@ -125,6 +132,7 @@ class CleanupRuleProvider(LifecycleProvider):
 
 def _declared_in(props: dict[str, Any]) -> dict[str, Any] | None:
     """The rule as recorded in the previous outputs (spec_value), to compare with what the database holds."""
+    from ..reconcile import cleanup
     spec = dict(props.get("spec_value") or {})
     if not spec:
         return None

@@ -7,22 +7,23 @@ Delete: removes the job; compressed chunks stay compressed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 
 from ..errors import InputError
-from ..reconcile import impact, jobs
-from ..reconcile.declared import Target
-from ..reconcile.intervals import Window
-from .impact_preview import stated_impact
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
+
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import jobs
+    from ..reconcile.declared import Target
+    from ..reconcile.intervals import Window
 
 
 class CompressionPolicyProvider(PolicyProvider):
     kind = "CompressionPolicy"
-    kind_spec = jobs.COMPRESSION
+    proc_name = "policy_compression"
     peer_key = "drop_after"
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
@@ -35,6 +36,8 @@ class CompressionPolicyProvider(PolicyProvider):
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         """The preview states how many chunks become due for compression, and their size."""
+        from ..reconcile import impact
+        from .impact_preview import stated_impact
         checked = super().validate(olds, news)
         found = stated_impact(self, olds, news, checked, impact.compression_impact)
         if found is None:

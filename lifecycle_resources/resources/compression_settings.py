@@ -8,28 +8,27 @@ enabled (TimescaleDB cannot disable it while compressed chunks exist) and the da
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
-from psycopg import sql
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from . import registry
 from ..errors import Deferred
 from ..identifiers import TableName
-from ..reconcile.compression import (CompressionSettingsArgs, CompressionState, apply_settings, declared_state,
-                                     left_enabled, plan_settings, read_settings)
-from ..reconcile.declared import Target, target_and_snapshot
-from ..reconcile.locks import lock_table
-from ..reconcile.ownership import ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
-from .compression_preview import worse_than_uncompressed
+
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile.compression import CompressionSettingsArgs, CompressionState
+    from ..reconcile.declared import Target
+    from ..reconcile.ownership import ManagedObject
 
 
 def _object(table: str) -> ManagedObject:
+    from ..reconcile.ownership import ManagedObject
     return ManagedObject("compression_settings", TableName.parse(table).qualified)
 
 
@@ -42,12 +41,16 @@ class CompressionSettingsProvider(LifecycleProvider):
     internal_keys = INTERNAL_KEYS | {"segment_by_normalised", "order_by_normalised"}
 
     def _declared(self, conn: psycopg.Connection, args: CompressionSettingsArgs) -> tuple[Target, CompressionState]:
+        from ..reconcile.compression import declared_state
+        from ..reconcile.declared import target_and_snapshot
         target, snap = target_and_snapshot(conn, args.resource_name, "hypertable", args.hypertable, args.peers)
         if snap is None:  # promised by the program's LifecycleSchema: its columns are not known yet
             raise Deferred(f"{target.table} is created by the program's LifecycleSchema")
         return target, declared_state(args, target, [c.name for c in snap.columns])
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from ..reconcile.compression import CompressionSettingsArgs, left_enabled, plan_settings, read_settings
+        from .compression_preview import worse_than_uncompressed
         args = CompressionSettingsArgs.model_validate({**news, "peers": news.get("peers") or {}})
         with self.session(news) as (conn, info):
             target, declared = self._declared(conn, args)
@@ -72,6 +75,8 @@ class CompressionSettingsProvider(LifecycleProvider):
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool, list[str]]:
+        from ..reconcile.compression import CompressionSettingsArgs, apply_settings, plan_settings, read_settings
+        from ..reconcile.locks import lock_table
         args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
         with self.session(props) as (conn, info), conn.transaction():
             target, declared = self._declared(conn, args)
@@ -89,6 +94,7 @@ class CompressionSettingsProvider(LifecycleProvider):
 
     def _outs(self, props: dict[str, Any], state: CompressionState, adopted: bool,
               operations: list[str] | None = None) -> dict[str, Any]:
+        from ..reconcile.compression import left_enabled
         return {
             "hypertable": state.hypertable,
             "segment_by": props.get("segment_by") or [],
@@ -117,6 +123,7 @@ class CompressionSettingsProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile.compression import read_settings
         table = TableName.parse(props.get("hypertable") or id_)
         with self.session(props) as (conn, info):
             state = read_settings(conn, info, table)
@@ -138,6 +145,9 @@ class CompressionSettingsProvider(LifecycleProvider):
 
     def do_delete(self, _id: str, props: dict[str, Any]) -> None:
         """Disables compression unless another resource owns the settings now, or chunks are compressed."""
+        from psycopg import sql
+        from ..reconcile.compression import left_enabled, read_settings
+        from ..reconcile.locks import lock_table
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)

@@ -11,9 +11,8 @@ it owns and leaves the view and its rows.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,31 +20,33 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import Deferred, InputError
 from ..identifiers import TableName
-from ..reconcile import caggs, jobs
-from ..reconcile.declared import Spec, Target, windows
-from ..reconcile.intervals import Window
-from ..reconcile.locks import lock_table
-from ..reconcile.ownership import Claim, ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
 
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import caggs
+    from ..reconcile.intervals import Window
+    from ..reconcile.ownership import Claim, ManagedObject
+
 KIND = "ContinuousAggregate"
 OFFSETS = ("start_offset", "end_offset", "schedule_interval")
+DEFAULT_REFRESH_SCHEDULE = "1 hour"
 
 
 class RefreshPolicyArgs(BaseModel):
     """add_continuous_aggregate_policy's arguments; an offset None is unbounded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     start_offset: str | None
     end_offset: str | None
-    schedule_interval: str = caggs.DEFAULT_REFRESH_SCHEDULE
+    schedule_interval: str = DEFAULT_REFRESH_SCHEDULE
 
 
 class CaggArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     view: str
     query: str = Field(min_length=1)
@@ -62,10 +63,13 @@ class CaggArgs(BaseModel):
 
 
 def _view_object(view: str) -> ManagedObject:
+    from ..reconcile.ownership import ManagedObject
     return ManagedObject("continuous_aggregate", view)
 
 
 def _job_object(view: str) -> ManagedObject:
+    from ..reconcile import caggs
+    from ..reconcile.ownership import ManagedObject
     return ManagedObject(f"job:{caggs.REFRESH_PROC}", view)
 
 
@@ -87,6 +91,8 @@ class ContinuousAggregateProvider(LifecycleProvider):
             raise InputError(args.resource_name, "view", args.view, str(exc), "'schema.view' or 'view'") from None
 
     def _refresh(self, conn: psycopg.Connection, args: CaggArgs, view: TableName) -> caggs.RefreshPolicy | None:
+        from ..reconcile import caggs
+        from ..reconcile.declared import Spec, Target, windows
         spec = args.refresh_policy
         if spec is None:
             return None
@@ -102,6 +108,7 @@ class ContinuousAggregateProvider(LifecycleProvider):
                                    schedule_interval=found["schedule_interval"])
 
     def _declared(self, conn: psycopg.Connection, info: Any, args: CaggArgs) -> caggs.CaggState:
+        from ..reconcile import caggs
         view = self._view(args)
         refresh = self._refresh(conn, args, view)
         try:
@@ -132,6 +139,8 @@ class ContinuousAggregateProvider(LifecycleProvider):
     def _check_retention(self, conn: psycopg.Connection, args: CaggArgs, declared: caggs.CaggState) -> None:
         """The source's retention (as this program declares it, else as the database runs it) must not drop
         raw rows the refresh policy still refreshes over."""
+        from ..reconcile import caggs, jobs
+        from ..reconcile.declared import Spec, Target, windows
         if declared.refresh is None or declared.source is None:
             return
         source = TableName.parse(declared.source)
@@ -157,6 +166,7 @@ class ContinuousAggregateProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, info: Any, args: CaggArgs, props: dict[str, Any]) -> tuple[
             caggs.CaggState, caggs.CaggState | None, Claim | None, list[Any]]:
         """What up does, computed the same way at preview (check) and at apply."""
+        from ..reconcile import caggs, jobs
         declared = self._declared(conn, info, args)
         view = TableName.parse(declared.view)
         actual = caggs.read(conn, view)
@@ -189,6 +199,8 @@ class ContinuousAggregateProvider(LifecycleProvider):
 
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[caggs.CaggState, bool, list[str]]:
+        from ..reconcile import caggs
+        from ..reconcile.locks import lock_table
         args = CaggArgs.model_validate(props)
         view = self._view(args)
         with self.session(props) as (conn, info):
@@ -247,6 +259,7 @@ class ContinuousAggregateProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import caggs
         view = TableName.parse(props.get("view") or id_)
         with self.session(props) as (conn, _info):
             state = caggs.read(conn, view)
@@ -263,6 +276,8 @@ class ContinuousAggregateProvider(LifecycleProvider):
 
     def do_delete(self, _id: str, props: dict[str, Any]) -> None:
         """Drops the view only with drop_on_delete; else removes only the refresh policy it owns."""
+        from ..reconcile import caggs
+        from ..reconcile.locks import lock_table
         view = TableName.parse(props["view"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, view)

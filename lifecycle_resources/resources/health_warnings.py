@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from ..errors import LifecycleError
-from ..reconcile import catalog
 from . import policy  # attribute use at call time: policy.py imports this module
 
 if TYPE_CHECKING:
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
 
 def warn_unhealthy(provider: PolicyProvider, id_: str, props: dict[str, Any]) -> list[str]:
     """Warn about this policy's problems (its declaration's runs, its TimescaleDB job); the warnings given."""
+    from ..reconcile import catalog
     from ..runner import health  # the runner's health checks; imported only at refresh
 
     name = props.get("resource_name")

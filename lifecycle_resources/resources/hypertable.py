@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,18 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import registry
 from ..errors import InputError
 from ..identifiers import TableName
-from ..reconcile import catalog
-from ..reconcile.declared import Spec, Target, windows
-from ..reconcile.intervals import Window
-from ..reconcile.hypertables import (DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_INTERVAL, SQL_TYPES,
-                                     UNMANAGED_WHEN_NONE, HypertableState, execute, function_returns, plan,
-                                     read_extras, time_column_refusal, unique_indexes_without)
-from ..reconcile.ownership import ManagedObject
-from ..reconcile.locks import lock_table
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of
+
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import catalog
+    from ..reconcile.declared import Target
+    from ..reconcile.hypertables import HypertableState
+    from ..reconcile.intervals import Window
+    from ..reconcile.ownership import ManagedObject
 
 # --------------------------------------------------------------------------------------------------
 # Model: one shape for what is declared and what is read.
@@ -37,7 +36,7 @@ from .registry import depends_on_peers, peers_of
 class HypertableArgs(BaseModel):
     """Declared inputs, as the user writes them."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     table: str
     time_column: str = Field(min_length=1)
@@ -83,6 +82,9 @@ class HypertableProvider(LifecycleProvider):
     def _declared(self, conn: psycopg.Connection, info: catalog.ServerInfo, args: HypertableArgs,
                   snap: catalog.TableSnapshot | None) -> HypertableState:
         """Check the declared inputs against the table and normalise them into a state."""
+        from ..reconcile import catalog
+        from ..reconcile.declared import Target
+        from ..reconcile.hypertables import HypertableState, unique_indexes_without
         name = args.resource_name
         table = TableName.parse(args.table)
         if snap is None:
@@ -119,6 +121,8 @@ class HypertableProvider(LifecycleProvider):
                                space_column=args.space_column, number_partitions=args.number_partitions)
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from ..reconcile import catalog
+        from ..reconcile.hypertables import UNMANAGED_WHEN_NONE, time_column_refusal
         args = HypertableArgs.model_validate(news)
         if olds.get("time_column") and olds.get("table") == args.table and olds["time_column"] != args.time_column:
             raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
@@ -143,6 +147,7 @@ class HypertableProvider(LifecycleProvider):
     @staticmethod
     def _plan(declared: HypertableState, actual: HypertableState | None,
               args: HypertableArgs) -> list[Any]:
+        from ..reconcile.hypertables import plan
         try:
             return plan(declared, actual, migrate_data=args.migrate_data, resource=args.resource_name,
                         create_default_indexes=args.create_default_indexes)
@@ -151,11 +156,15 @@ class HypertableProvider(LifecycleProvider):
             raise
 
     def do_diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        from ..reconcile.hypertables import UNMANAGED_WHEN_NONE
         replaces = changed_fields(olds, news, ["table", "time_column"])
         changes = changed_fields(olds, news, ["chunk_interval_value", *UNMANAGED_WHEN_NONE, "dsn", "owner"])
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=False)
 
     def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool, list[str]]:
+        from ..reconcile import catalog
+        from ..reconcile.hypertables import execute
+        from ..reconcile.locks import lock_table
         args = HypertableArgs.model_validate(props)
         table = TableName.parse(args.table)
         with self.session(props) as (conn, info), conn.transaction():
@@ -205,6 +214,8 @@ class HypertableProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import catalog
+        from ..reconcile.hypertables import UNMANAGED_WHEN_NONE
         table = TableName.parse(props.get("table") or id_)
         with self.session(props) as (conn, _info):
             state = _actual(conn, catalog.table_snapshot(conn, table))
@@ -236,6 +247,9 @@ def chunk_interval(conn: psycopg.Connection, resource: str | None, target: Targe
                    value: str | int | None) -> Window:
     """The chunk interval as TimescaleDB stores it. On a time column it also takes an integer, in microseconds
     (create_hypertable(.., by_range(col, 2592000000000)) is 30 days), as TimescaleDB does. None: its default."""
+    from ..reconcile.declared import Spec, windows
+    from ..reconcile.hypertables import DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_INTERVAL
+    from ..reconcile.intervals import Window
     if value is None:
         value = DEFAULT_CHUNK_INTERVAL.get(target.column_type, DEFAULT_TIME_CHUNK_INTERVAL)
     if target.integer_time or not (isinstance(value, int) or _MICROS.match(str(value))):
@@ -256,6 +270,7 @@ def chunk_interval(conn: psycopg.Connection, resource: str | None, target: Targe
 
 def _actual(conn: psycopg.Connection, snap: catalog.TableSnapshot | None) -> HypertableState | None:
     """The hypertable as TimescaleDB holds it (None: a plain table, or none)."""
+    from ..reconcile.hypertables import HypertableState, read_extras
     if snap is None or snap.time_dimension is None:
         return None
     return HypertableState.from_snapshot(snap, read_extras(conn, snap.table))
@@ -268,6 +283,7 @@ def _body(args: HypertableArgs) -> str | None:
 def integer_now(conn: psycopg.Connection, args: HypertableArgs, target: Target) -> str | None:
     """The declared integer_now function, qualified, checked: integer time only, returning the column's type,
     existing unless this resource creates it."""
+    from ..reconcile.hypertables import SQL_TYPES, function_returns
     if args.integer_now is None:
         return None
     name = args.resource_name
@@ -293,6 +309,7 @@ def integer_now(conn: psycopg.Connection, args: HypertableArgs, target: Target) 
 
 
 def _object(table: str) -> ManagedObject:
+    from ..reconcile.ownership import ManagedObject
     return ManagedObject("hypertable", TableName.parse(table).qualified)
 
 

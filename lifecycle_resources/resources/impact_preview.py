@@ -13,7 +13,7 @@ from ..reconcile.catalog import ServerInfo
 from ..reconcile.intervals import Window
 from .policy import PolicyProvider
 
-Measure = Callable[[psycopg.Connection, ServerInfo, TableName, Window], "impact.Impact | None"]
+Measure = Callable[["psycopg.Connection", "ServerInfo", "TableName", "Window"], "impact.Impact | None"]
 
 
 def stated_impact(provider: PolicyProvider, olds: dict[str, Any], news: dict[str, Any], checked: dict[str, Any],

@@ -8,17 +8,18 @@ schema and its history in place unless `drop_on_delete=True` was declared.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
-from psycopg import sql
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from . import registry
-from ..db import migrations
 from ..errors import InputError
 from .base import INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input
 from .output_tracking import untracked
+
+if TYPE_CHECKING:
+    from ..db import migrations
 
 # The tables the migrations create; the stack makes them hypertables like any other table.
 TABLES = ("lifecycle.lifecycle_policies", "lifecycle.lifecycle_executions", "lifecycle.compression_metrics",
@@ -31,6 +32,7 @@ TIME_COLUMNS = {
 
 
 def _declared(props: dict[str, Any]) -> list[migrations.Migration]:
+    from ..db import migrations
     return [migrations.Migration.model_validate(m) for m in props.get("migrations") or []]
 
 
@@ -43,6 +45,7 @@ class LifecycleSchemaProvider(LifecycleProvider):
     internal_keys = INTERNAL_KEYS | {"migrations"}  # the library's own SQL: `pending` names what applies
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from ..db import migrations
         declared = _declared(news)
         with self.session(news) as (conn, _info):
             planned = migrations.plan(declared, migrations.applied(conn))
@@ -56,6 +59,7 @@ class LifecycleSchemaProvider(LifecycleProvider):
         return DiffResult(changes=bool(changed_fields(olds, news, ["applied", "dsn"])), replaces=[])
 
     def _apply(self, props: dict[str, Any]) -> tuple[list[migrations.Migration], list[str]]:
+        from ..db import migrations
         declared = _declared(props)
         with self.session(props) as (conn, _info), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('lifecycle:schema'))")
@@ -68,12 +72,14 @@ class LifecycleSchemaProvider(LifecycleProvider):
         return done, [m.name for m in planned.pending]
 
     def _outs(self, props: dict[str, Any], done: list[migrations.Migration], ran: list[str]) -> dict[str, Any]:
+        from ..db import migrations
         return {"applied": _summary(done), "pending": [], "last_applied": ran, "schema": migrations.SCHEMA,
                 "drop_on_delete": bool(props.get("drop_on_delete")), "resource_name": props.get("resource_name"),
                 "owner": props.get("owner"), "planned_operations": props.get("planned_operations") or [],
                 "last_operations": [f"apply migration {name}" for name in ran], "dsn": secret(props.get("dsn"))}
 
     def do_create(self, props: dict[str, Any]) -> CreateResult:
+        from ..db import migrations
         done, ran = self._apply(props)
         return CreateResult(migrations.SCHEMA, self._outs(props, done, ran))
 
@@ -82,6 +88,7 @@ class LifecycleSchemaProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, done, ran))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..db import migrations
         with self.session(props) as (conn, _info):
             done = migrations.applied(conn)
         if not done:
@@ -95,6 +102,8 @@ class LifecycleSchemaProvider(LifecycleProvider):
 
     def do_delete(self, _id: str, props: dict[str, Any]) -> None:
         """Keeps the schema and its history unless the resource declared drop_on_delete=True."""
+        from psycopg import sql
+        from ..db import migrations
         if not props.get("drop_on_delete"):
             return
         with self.session(props) as (conn, _info), conn.transaction():
@@ -113,6 +122,7 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
                  dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         # The package's own migrations unless told otherwise; a missing or empty set is refused here, in the
         # program, before anything reaches the database.
+        from ..db import migrations
         found = migrations.load(migrations.DEFAULT_DIR if migrations_dir is None else migrations_dir)
         props = {
             "drop_on_delete": drop_on_delete, "dsn": secret_input(dsn),

@@ -4,34 +4,33 @@ converged in place with alter_job, adopted when it already exists, deleted on de
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
-from .health_warnings import warn_unhealthy
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import caggs, catalog, jobs, ownership
-from ..reconcile.hypertables import read_extras
-from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
-from ..reconcile.intervals import Window
-from ..reconcile.locks import lock_table
-from ..reconcile.ownership import Claim, ManagedObject
+from ..reconcile.declared import Peers
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of, target_of
 
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+    from ..reconcile import jobs
+    from ..reconcile.declared import Target
+    from ..reconcile.intervals import Window
+    from ..reconcile.ownership import Claim, ManagedObject
+
 class PolicyArgs(BaseModel):
     """Declared inputs of a policy; `window` is compress_after or drop_after."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     hypertable: str
     window: str | int
@@ -52,9 +51,14 @@ class PolicyArgs(BaseModel):
 
 
 class PolicyProvider(LifecycleProvider):
-    kind_spec: ClassVar[jobs.PolicyKind]
+    proc_name: ClassVar[str]  # the policy's jobs.PolicyKind by its proc_name: reconcile.jobs loads on first use
     peer_key: ClassVar[str]  # the sibling policy's window key: drop_after for compression, and back
     internal_keys = INTERNAL_KEYS | {"duplicate_job_ids"}
+
+    @property
+    def kind_spec(self) -> jobs.PolicyKind:
+        from ..reconcile import jobs
+        return jobs.KINDS[self.proc_name]
 
     @property
     def window_key(self) -> str:
@@ -69,6 +73,9 @@ class PolicyProvider(LifecycleProvider):
 
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState,
                                                                           list[jobs.Notice]]:
+        from ..reconcile import caggs, jobs
+        from ..reconcile.declared import Spec, resolve_target, schedule_start, windows
+        from ..reconcile.hypertables import read_extras
         name = args.resource_name
         # A continuous aggregate takes compression and retention policies like a hypertable does.
         target = (caggs.policy_target(conn, args.hypertable, args.peers)
@@ -97,6 +104,7 @@ class PolicyProvider(LifecycleProvider):
                      window: Window) -> list[jobs.Notice]:
         """The windows of the table's compression and retention policies, declared together: TimescaleDB accepts
         any pair, so a pair that compresses chunks only to drop them is a warning, silenced by the override."""
+        from ..reconcile.declared import Spec, windows
         peer = getattr(args.peers, self.peer_key)
         if peer is None or args.allow_drop_before_compress:
             return []
@@ -123,6 +131,7 @@ class PolicyProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
+        from ..reconcile import caggs, jobs
         with caggs.aggregates_read_once():
             target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
@@ -134,6 +143,7 @@ class PolicyProvider(LifecycleProvider):
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:
         """The operations on the table's jobs (RetentionPolicy with an archive: none may remain)."""
+        from ..reconcile import jobs
         return list(jobs.plan(self.kind_spec, declared, actual))
 
     def _jobs_expected(self, args: PolicyArgs) -> int:
@@ -144,6 +154,7 @@ class PolicyProvider(LifecycleProvider):
         return {}
 
     def _object(self, table: TableName) -> ManagedObject:
+        from ..reconcile.ownership import ManagedObject
         return ManagedObject(f"job:{self.kind_spec.proc_name}", table.qualified)
 
     @staticmethod
@@ -166,6 +177,8 @@ class PolicyProvider(LifecycleProvider):
 
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
+        from ..reconcile import jobs, ownership
+        from ..reconcile.locks import lock_table
         args = self._args(props)
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, TableName.parse(args.hypertable))
@@ -190,6 +203,8 @@ class PolicyProvider(LifecycleProvider):
 
     @staticmethod
     def _presented(actual: jobs.JobState, declared: jobs.JobState | None) -> jobs.JobState:
+        from ..reconcile import jobs
+        from ..reconcile.declared import display
         update: dict[str, Any] = {}
         for field in ("window", *jobs.INTERVAL_FIELDS):
             shown = getattr(actual, field)
@@ -239,6 +254,8 @@ class PolicyProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), [], ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import jobs
+        from .health_warnings import warn_unhealthy
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, _info):
             found = jobs.read_jobs(conn, self.kind_spec, table)
@@ -267,6 +284,8 @@ class PolicyProvider(LifecycleProvider):
 
     def _recorded(self, props: dict[str, Any]) -> jobs.JobState | None:
         """The declared state as recorded in the previous outputs (for keeping the user's spellings)."""
+        from ..reconcile import jobs
+        from ..reconcile.intervals import Window
         try:
             recorded = {f: Window.from_key(props[f"{f}_value"], props[f]) for f in jobs.INTERVAL_FIELDS}
             window = props["window_value"]
@@ -280,6 +299,8 @@ class PolicyProvider(LifecycleProvider):
 
     def do_delete(self, id_: str, props: dict[str, Any]) -> None:
         """Remove the policy job, unless another resource owns it now. Removing a policy never touches data."""
+        from ..reconcile import jobs
+        from ..reconcile.locks import lock_table
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
@@ -295,6 +316,7 @@ class PolicyProvider(LifecycleProvider):
 def _refuse_uuid_retention_before_fix(conn: psycopg.Connection, args: PolicyArgs, target: Target) -> None:
     """TimescaleDB 2.23 adds a retention policy on a uuid time column but then refuses every alter_job of it
     ('unsupported time type uuid'), so it could never be converged; 2.26 (tested) alters it."""
+    from ..reconcile import catalog
     version = catalog.server_info(conn).version_tuple
     if version < (2, 26, 0):
         raise InputError(args.resource_name, "hypertable", args.hypertable,
@@ -322,6 +344,7 @@ def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def _has_registry(conn: psycopg.Connection) -> bool:
     """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
+    from ..reconcile import catalog
     def probe() -> bool:
         row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,"
                            "integer,text,text,text,boolean)') IS NOT NULL").fetchone()
@@ -338,6 +361,8 @@ def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, 
     (refused when `extra` holds what only the runner acts on: without a registration nothing would).
     `owned`: the owner's INSERT (ownership.claim_statement), run in the same statement, or alone without a
     lifecycle schema."""
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
     if not _has_registry(conn):
         if extra:
             raise LifecycleError(f"{props.get('resource_name')}: {', '.join(sorted(extra))} needs the lifecycle "
@@ -370,6 +395,7 @@ def unregister(conn: psycopg.Connection, props: dict[str, Any]) -> None:
 
 
 def window_conflict(resource: str | None, drop_after: Window, compress_after: Window) -> jobs.Notice | None:
+    from ..reconcile import jobs
     if drop_after.span <= compress_after.span:
         return jobs.Notice(
             f"{resource}: drop_after ({drop_after}) is not longer than compress_after ({compress_after}) on the "

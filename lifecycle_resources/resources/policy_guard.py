@@ -11,30 +11,30 @@ data (a retention job that no longer runs drops nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict
 
 from . import registry
 from ..identifiers import TableName
-from ..reconcile import jobs
-from ..reconcile.caggs import REFRESH_PROC
-from ..reconcile.locks import lock_table
-from ..reconcile.ownership import ManagedObject, read_owner
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
                    secret, secret_input)
 from .output_tracking import untracked
 
-DECLARED = {**{k.resource: k.proc_name for k in jobs.KINDS.values()},  # resource kind -> job label
+if TYPE_CHECKING:
+    import psycopg
+
+# Resource kind -> job label; spelled out (reconcile.jobs.KINDS has the first two) because the program reads it, and
+# a Pulumi program does not import reconcile/ (tests/test_startup_imports.py checks that they agree).
+DECLARED = {"CompressionPolicy": "policy_compression", "RetentionPolicy": "policy_retention",
             "ReorderPolicy": "policy_reorder"}
 INTERNAL_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
 
 
 class GuardArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     policies: dict[str, list[str]]
     resource_name: str | None = None
@@ -78,6 +78,7 @@ def _table_of(schema: str | None, name: str | None) -> str | None:
 
 def read_jobs(conn: psycopg.Connection, tables: list[str]) -> list[FoundJob]:
     """Every user job that acts on one of `tables`, whatever its kind."""
+    from ..reconcile import jobs
     managed = {TableName.parse(t).qualified for t in tables}
     found = []
     for job_id, proc_schema, proc, h_schema, h_name, config_table, ca_schema, ca_name, view in conn.execute(
@@ -101,6 +102,8 @@ def read_jobs(conn: psycopg.Connection, tables: list[str]) -> list[FoundJob]:
 def _owned(conn: psycopg.Connection, job: FoundJob) -> bool:
     """A policy job a resource recorded: on the table, or ("proc:view") on a continuous aggregate over it
     (its refresh policy, or a compression or retention policy that takes the aggregate as target)."""
+    from ..reconcile.caggs import REFRESH_PROC
+    from ..reconcile.ownership import ManagedObject, read_owner
     proc, _, view = job.label.partition(":")
     if proc == job.label and job.label in DECLARED.values():
         return read_owner(conn, ManagedObject(f"job:{job.label}", job.table)) is not None
@@ -134,6 +137,8 @@ class PolicyGuardProvider(LifecycleProvider):
         return DiffResult(changes=bool(changes), replaces=[])
 
     def _apply(self, props: dict[str, Any]) -> tuple[list[int], list[str]]:
+        from ..reconcile import jobs
+        from ..reconcile.locks import lock_table
         expected = self._expected(GuardArgs.model_validate(props))
         with self.session(props) as (conn, info), conn.transaction():
             for table in sorted(expected):

@@ -8,9 +8,8 @@ Delete: removes its own job only (never one another resource owns); reordering n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,21 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import reorder
-from ..reconcile.declared import Peers, Spec, display, resolve_target, windows
-from ..reconcile.intervals import Window
-from ..reconcile.locks import lock_table
-from ..reconcile.ownership import Claim, ManagedObject
+from ..reconcile.declared import Peers
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
 from .registry import depends_on_peers, peers_of, target_of
 
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import reorder
+    from ..reconcile.ownership import Claim, ManagedObject
+
 KIND = "ReorderPolicy"
 
 
 class ReorderArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     hypertable: str
     index: str = Field(min_length=1)
@@ -47,6 +47,8 @@ class ReorderArgs(BaseModel):
 
 
 def _object(table: TableName) -> ManagedObject:
+    from ..reconcile import reorder
+    from ..reconcile.ownership import ManagedObject
     return ManagedObject(f"job:{reorder.PROC}", table.qualified)
 
 
@@ -54,6 +56,8 @@ class ReorderPolicyProvider(LifecycleProvider):
     kind = KIND
 
     def _declared(self, conn: psycopg.Connection, args: ReorderArgs) -> reorder.ReorderState:
+        from ..reconcile import reorder
+        from ..reconcile.declared import Spec, resolve_target, windows
         name = args.resource_name
         target = resolve_target(conn, name, "hypertable", args.hypertable, args.peers)
         indexes = reorder.table_indexes(conn, target.table)
@@ -71,6 +75,7 @@ class ReorderPolicyProvider(LifecycleProvider):
 
     def _plan(self, conn: psycopg.Connection, args: ReorderArgs, props: dict[str, Any]) -> tuple[
             reorder.ReorderState, list[reorder.ReorderState], Claim | None, list[reorder.Operation]]:
+        from ..reconcile import reorder
         declared = self._declared(conn, args)
         table = TableName.parse(declared.hypertable)
         actual = reorder.read_jobs(conn, table)
@@ -84,6 +89,7 @@ class ReorderPolicyProvider(LifecycleProvider):
 
     @staticmethod
     def _values(state: reorder.ReorderState) -> dict[str, Any]:
+        from ..reconcile import reorder
         return {**{f"{f}_value": (w.key if (w := getattr(state, f)) is not None else None) for f in reorder.INTERVALS},
                 "max_retries": state.max_retries, "scheduled": state.scheduled, "index": state.index}
 
@@ -101,6 +107,8 @@ class ReorderPolicyProvider(LifecycleProvider):
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     def _apply(self, props: dict[str, Any]) -> tuple[reorder.ReorderState, bool, list[str]]:
+        from ..reconcile import reorder
+        from ..reconcile.locks import lock_table
         args = self._args(props)
         with self.session(props) as (conn, info), conn.transaction():
             table = TableName.parse(args.hypertable)
@@ -117,6 +125,7 @@ class ReorderPolicyProvider(LifecycleProvider):
 
     def _outs(self, props: dict[str, Any], state: reorder.ReorderState, adopted: bool,
               operations: list[str] | None = None) -> dict[str, Any]:
+        from ..reconcile import reorder
         outs = {"hypertable": state.hypertable, **self._values(state),
                 **{f: (w.text if (w := getattr(state, f)) is not None else None) for f in reorder.INTERVALS},
                 "job_id": state.job_id, "adopted": adopted, "adopt": bool(props.get("adopt")),
@@ -135,6 +144,7 @@ class ReorderPolicyProvider(LifecycleProvider):
         return UpdateResult(self._outs(news, state, bool(olds.get("adopted")), ops))
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from ..reconcile import reorder
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, _info):
             found = reorder.read_jobs(conn, table)
@@ -151,6 +161,8 @@ class ReorderPolicyProvider(LifecycleProvider):
 
     def do_delete(self, id_: str, props: dict[str, Any]) -> None:
         """Remove its own job, unless another resource owns it now."""
+        from ..reconcile import reorder
+        from ..reconcile.locks import lock_table
         table = TableName.parse(props["hypertable"])
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
@@ -163,6 +175,9 @@ class ReorderPolicyProvider(LifecycleProvider):
 
 def _presented(actual: reorder.ReorderState, props: dict[str, Any]) -> reorder.ReorderState:
     """The job as read, showing only the declared schedule fields, in the user's spelling while equal."""
+    from ..reconcile import reorder
+    from ..reconcile.declared import display
+    from ..reconcile.intervals import Window
     update: dict[str, Any] = {}
     for field in reorder.SCHEDULE_FIELDS:
         key = f"{field}_value" if field in reorder.INTERVALS else field

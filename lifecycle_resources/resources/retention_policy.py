@@ -9,27 +9,29 @@ expiring chunk there, verifies it, then drops it (reconcile/archive_retention.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pulumi
 
 from ..errors import InputError
-from ..reconcile import archive_retention, archive_stores, caggs, catalog, impact, jobs
-from ..reconcile.declared import Target
-from ..reconcile.intervals import Window
-from .impact_preview import stated_impact
 from .policy import PolicyArgs, PolicyProvider, PolicyResource, registration_scope
+
+if TYPE_CHECKING:
+    import psycopg
+    from ..reconcile import jobs
+    from ..reconcile.declared import Target
+    from ..reconcile.intervals import Window
 
 
 class RetentionPolicyProvider(PolicyProvider):
     kind = "RetentionPolicy"
-    kind_spec = jobs.RETENTION
+    proc_name = "policy_retention"
     peer_key = "compress_after"
     internal_keys = PolicyProvider.internal_keys | {"archive_declared"}
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
                      window: Window) -> list[jobs.Notice]:
+        from ..reconcile import caggs
         notices = super()._check_peers(conn, args, target, window)
         # Refused, not warned: dropping raw chunks inside a refresh window erases the aggregated buckets.
         for view, refresh in caggs.refreshed_over(conn, target.table):
@@ -41,6 +43,7 @@ class RetentionPolicyProvider(PolicyProvider):
 
     def _declared(self, conn: psycopg.Connection, args: PolicyArgs) -> tuple[Target, jobs.JobState,
                                                                           list[jobs.Notice]]:
+        from ..reconcile import caggs, catalog
         target, state, notices = super()._declared(conn, args)
         if args.archive is not None:
             if caggs.policy_target(conn, args.hypertable, args.peers) is not None:
@@ -57,6 +60,7 @@ class RetentionPolicyProvider(PolicyProvider):
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:
+        from ..reconcile import archive_retention
         project, stack, _ = registration_scope(props)
         if args.archive is not None:
             _require_store(conn, args, props, project, stack)
@@ -71,6 +75,8 @@ class RetentionPolicyProvider(PolicyProvider):
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         """The preview states what the next run drops; over max_drop_fraction, the change is refused."""
+        from ..reconcile import impact
+        from .impact_preview import stated_impact
         limit = _fraction(news)
         checked = super().validate(olds, news)
         found = stated_impact(self, olds, news, checked, impact.retention_impact)
@@ -121,6 +127,7 @@ class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"
 def _require_store(conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], project: str,
                    stack: str) -> None:
     """The store must be registered for this stack; one the program declares is, once up creates it first."""
+    from ..reconcile import archive_stores
     if not isinstance(args.archive, str) or not args.archive:
         raise InputError(args.resource_name, "archive", args.archive, "not an archive store",
                          "an ArchiveStore resource, or the name of one registered by this stack")

@@ -12,7 +12,7 @@ NAMESPACE = "lifecycle"
 
 
 class CompressionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     after: str | int
     segment_by: list[str] = Field(default_factory=list)
@@ -21,14 +21,14 @@ class CompressionConfig(BaseModel):
 
 
 class RetentionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     drop_after: str | int
     schedule_interval: str | None = None
 
 
 class TableSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     time_column: str = Field(default="ts", min_length=1)
     chunk_interval: str | int = "1 day"
@@ -39,7 +39,7 @@ class TableSettings(BaseModel):
 class BookkeepingSettings(BaseModel):
     """The lifecycle schema's own tables: hypertables like any other, with their own windows."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     chunk_interval: str = "1 day"
     compress_after: str = "7 days"
@@ -47,7 +47,7 @@ class BookkeepingSettings(BaseModel):
 
 
 class StackSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     dsn: str | None = None  # a secret; read by the providers, listed here so it is a known key
     tables: dict[str, TableSettings] = Field(default_factory=dict)
