@@ -18,14 +18,26 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from . import registry
 from ..errors import Deferred
 from ..identifiers import TableName
+from ..reconcile import catalog, ownership
 from ..reconcile.compression import (CompressionSettingsArgs, CompressionState, apply_settings, declared_state,
-                                     left_enabled, plan_settings, read_settings)
+                                     left_enabled, plan_settings, read_settings, settings_read)
 from ..reconcile.declared import Target, target_and_snapshot
 from ..reconcile.locks import lock_table
 from ..reconcile.ownership import ManagedObject
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .compression_preview import worse_than_uncompressed
+
+
+def _reads(conn: psycopg.Connection, hypertable: str) -> list[catalog.Read]:
+    """The reads a plan makes of the table, in one statement (catalog.bundle): the table, its settings, the owner."""
+    try:
+        table = TableName.parse(hypertable)
+    except ValueError:
+        return []
+    found = [catalog.snapshot_read(conn, table), settings_read(table),
+             ownership.owner_read(conn, _object(table.qualified))]
+    return [r for r in found if r is not None]
 
 
 def _object(table: str) -> ManagedObject:
@@ -49,6 +61,7 @@ class CompressionSettingsProvider(LifecycleProvider):
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = CompressionSettingsArgs.model_validate({**news, "peers": news.get("peers") or {}})
         with self.session(news) as (conn, info):
+            catalog.bundle(conn, _reads(conn, args.hypertable))
             target, declared = self._declared(conn, args)
             actual = read_settings(conn, info, target.table)
             claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),
@@ -73,15 +86,21 @@ class CompressionSettingsProvider(LifecycleProvider):
     def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool, list[str]]:
         args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
         with self.session(props) as (conn, info), conn.transaction():
+            try:
+                lock_table(conn, TableName.parse(args.hypertable))  # before the table is read: re-read under it
+            except ValueError:
+                pass  # refused by _declared, which names the field
+            catalog.bundle(conn, _reads(conn, args.hypertable))
             target, declared = self._declared(conn, args)
-            lock_table(conn, target.table)
             actual = read_settings(conn, info, target.table)
             obj = _object(target.table.qualified)
             claim = self.claim_for(conn, obj, _what(target.table.qualified), bool(actual and actual.enabled), props)
             ops = plan_settings(declared, actual)
             for op in ops:
                 apply_settings(conn, op.table, op.declared)
-            self.record_owner(conn, obj, props)
+            # The owner's record and the read-back, one statement (catalog.bundle's write)
+            catalog.bundle(conn, [settings_read(target.table)],
+                           ownership.claim_statement(conn, obj, ownership.Owner.from_props(props)))
             after = read_settings(conn, info, target.table)
         assert after is not None
         return after, bool(actual and actual.enabled), described([*filter(None, [claim]), *ops])

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import registry
 from ..errors import InputError
 from ..identifiers import TableName
-from ..reconcile import catalog
+from ..reconcile import catalog, ownership
 from ..reconcile.declared import Spec, Target, windows
 from ..reconcile.intervals import Window
 from ..reconcile.hypertables import (DEFAULT_CHUNK_INTERVAL, DEFAULT_TIME_CHUNK_INTERVAL, SQL_TYPES,
-                                     UNMANAGED_WHEN_NONE, HypertableState, execute, function_returns, plan,
-                                     read_extras, time_column_refusal, unique_indexes_without)
+                                     UNMANAGED_WHEN_NONE, HypertableState, execute, extras_read, function_returns,
+                                     plan, read_extras, time_column_refusal, unique_indexes_without)
 from ..reconcile.ownership import ManagedObject
 from ..reconcile.locks import lock_table
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
@@ -123,6 +123,7 @@ class HypertableProvider(LifecycleProvider):
             raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
                                       args.time_column)
         with self.session(news) as (conn, _info):
+            catalog.bundle(conn, _reads(conn, TableName.parse(args.table)))
             snap = catalog.table_snapshot(conn, TableName.parse(args.table))
             promised = (news.get("peers") or {}).get("promised")
             if snap is None and promised:
@@ -159,6 +160,7 @@ class HypertableProvider(LifecycleProvider):
         table = TableName.parse(args.table)
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
+            catalog.bundle(conn, _reads(conn, table))
             snap = catalog.table_snapshot(conn, table)
             declared = self._declared(conn, info, args, snap)
             assert snap is not None
@@ -167,7 +169,9 @@ class HypertableProvider(LifecycleProvider):
             claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, props)
             for op in ops:
                 execute(op, conn, info)
-            self.record_owner(conn, _object(args.table), props)
+            # The owner's record and the read-back (the table and its dimensions), one statement (catalog.bundle)
+            catalog.bundle(conn, [catalog.snapshot_read(conn, table), extras_read(table)],
+                           ownership.claim_statement(conn, _object(args.table), ownership.Owner.from_props(props)))
             after = _actual(conn, catalog.table_snapshot(conn, table))
             assert after is not None, f"{table} is not a hypertable after applying {ops}"
         state = after.managed(declared.model_dump())
@@ -289,6 +293,13 @@ def integer_now(conn: psycopg.Connection, args: HypertableArgs, target: Target) 
                          f"returns {SQL_TYPES.get(returns, returns)}, and {target.table}.{target.time_column} is "
                          f"{wanted}", f"a function returning {wanted} (set_integer_now_func refuses others)")
     return function.qualified
+
+
+def _reads(conn: psycopg.Connection, table: TableName) -> list[catalog.Read]:
+    """The reads a plan makes of the table, in one statement (catalog.bundle): the table, its dimensions beyond
+    the time column's interval (read when it is a hypertable), the owner."""
+    found = [catalog.snapshot_read(conn, table), extras_read(table), ownership.owner_read(conn, _object(table.qualified))]
+    return [r for r in found if r is not None]
 
 
 def _object(table: str) -> ManagedObject:

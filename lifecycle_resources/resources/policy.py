@@ -17,7 +17,7 @@ from . import registry
 from .health_warnings import warn_unhealthy
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile import caggs, catalog, jobs, ownership
+from ..reconcile import caggs, catalog, impact, jobs, ownership
 from ..reconcile.hypertables import read_extras
 from ..reconcile.declared import Peers, Spec, Target, display, resolve_target, schedule_start, windows
 from ..reconcile.intervals import Window
@@ -122,6 +122,7 @@ class PolicyProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
+        catalog.bundle(conn, self._reads(conn, args, props))
         with caggs.aggregates_read_once():
             target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
@@ -129,6 +130,19 @@ class PolicyProvider(LifecycleProvider):
                 else f"{self.kind_spec.resource} on {target.table}")
         claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
         return target, declared, actual, claim, [*notices, *self._job_plan(conn, args, props, declared, actual)]
+
+    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> list[catalog.Read]:
+        """The reads a plan makes of a hypertable, in one statement (catalog.bundle): whether the name is an
+        aggregate or read by one, the table, its jobs, the owner, and at check the dimension its impact needs."""
+        try:
+            table = TableName.parse(args.hypertable)
+        except ValueError:
+            return []  # refused by the target's own read
+        reads = [caggs.near_read(table), catalog.snapshot_read(conn, table), jobs.jobs_read(self.kind_spec, table),
+                 ownership.owner_read(conn, self._object(table))]
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            reads.append(impact.dimension_read(table))  # the preview states the impact (stated_impact)
+        return [r for r in reads if r is not None]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:
