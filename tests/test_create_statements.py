@@ -14,7 +14,8 @@ import pytest
 from lifecycle_resources import CompressionPolicyProvider, CompressionSettingsProvider, RetentionPolicyProvider
 from lifecycle_resources.db import metering, pool
 from lifecycle_resources.errors import LifecycleError
-from lifecycle_resources.reconcile import ownership
+from lifecycle_resources.identifiers import TableName
+from lifecycle_resources.reconcile import compression, ownership
 from tests.conftest import fresh_server, sql_run
 from tests.test_hypertable_provider import inputs, make_table, provider
 from tests.test_policy_providers import checked, jobs_of, make
@@ -141,3 +142,17 @@ def test_ownership_record_refused_rolls_back_create_and_names_resource(tsdb_dsn:
         assert jobs_of(tsdb_dsn, schema) == []
     finally:
         sql_run(tsdb_dsn, f'DROP TRIGGER refuse_{schema} ON "{ownership.SCHEMA}"."{ownership.TABLE}"')
+
+
+def test_statements_prepared_kept_across_compression_settings_alter(tsdb_dsn: str, schema: str) -> None:
+    """psycopg deallocates every prepared statement of a connection on any ALTER: the settings' ALTER TABLE .. SET
+    made every later read of an `up` be prepared and planned again, once per table (the reads of one plan, sent as
+    one statement, are each used once per table). It changes no column, so the statements are kept."""
+    table = TableName.parse(make_table(tsdb_dsn, schema, rows=0))
+    sql_run(tsdb_dsn, f"SELECT create_hypertable('{table.qualified}', by_range('ts'))")
+    with psycopg.connect(tsdb_dsn, autocommit=True, prepare_threshold=0) as conn:
+        conn.execute("SELECT %s::int", (1,))
+        state = compression.CompressionState(hypertable=table.qualified, enabled=True, segment_by=(), order_by=("ts DESC",))
+        compression.apply_settings(conn, table, state)
+        kept = conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int'")
+        assert kept.fetchone() == (1,)

@@ -12,6 +12,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import catalog
+from ..db import pool
 from .declared import Peers, Target
 from ..errors import InputError
 from ..identifiers import TableName
@@ -188,9 +189,10 @@ def declared_state(args: CompressionSettingsArgs, target: Target, columns: list[
 def apply_settings(conn: psycopg.Connection, table: TableName, state: CompressionState) -> None:
     segment = ",".join(sql.Identifier(c).as_string(conn) for c in state.segment_by or ())
     order = ",".join(OrderItem.parse(o).sql_text(conn) for o in state.order_by or ())
-    conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
-                         "timescaledb.compress_orderby = {})").format(
-        table.ident, sql.Literal(segment), sql.Literal(order)))
+    with pool.keeping_prepared(conn):
+        conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                             "timescaledb.compress_orderby = {})").format(
+            table.ident, sql.Literal(segment), sql.Literal(order)))
 
 
 # --------------------------------------------------------------------------------------------------
