@@ -11,7 +11,8 @@ import pytest
 from psycopg import sql
 
 from lifecycle_resources.identifiers import TableName
-from lifecycle_resources.reconcile import catalog, compression
+from lifecycle_resources.db import metering
+from lifecycle_resources.reconcile import caggs, catalog, compression, hypertables, impact, jobs
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +129,38 @@ def test_catalog_reads_per_object_once_the_process_has_written(tsdb_dsn: str, sc
             pass
         assert catalog.table_snapshot(conn, table("c")) is not None
         assert catalog.table_snapshot(conn, table("d")) is not None  # an `up`: each read its own query
+
+
+def test_catalog_bundle_reads_as_each_read_alone(tsdb_dsn: str, schema: str) -> None:
+    """catalog.bundle() sends a plan's reads as one statement: each reader must get exactly the rows (values and
+    types, order, none for a missing object) its own query gives, also where several reads return several rows
+    (joined, their rows multiply), each once: a second read of the same object (a read-back) queries again.
+    Its write runs once, in the same statement."""
+    with psycopg.connect(tsdb_dsn, autocommit=True, cursor_factory=metering.MeteredCursor) as conn:
+        build(conn, schema)
+        conn.execute(sql.SQL("CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous) AS SELECT time_bucket("
+                             "interval '1 day', ts) AS bucket, max(price) FROM {} GROUP BY 1 WITH NO DATA").format(
+                                 sql.Identifier(schema, "daily"), sql.Identifier(schema, "Ticks")))
+        conn.execute(sql.SQL("CREATE TABLE {} (n int)").format(sql.Identifier(schema, "written")))
+        ticks, counts = TableName(schema=schema, name="Ticks"), TableName(schema=schema, name="counts")
+        conn.execute("SELECT add_compression_policy(format('%%I.%%I', %s::text, 'Ticks')::regclass, "
+                     "interval '7 days')", (schema,))
+        reads = [caggs.near_read(ticks), catalog.snapshot_read(conn, ticks), hypertables.extras_read(counts),
+                 compression.settings_read(ticks), jobs.jobs_read(jobs.COMPRESSION, ticks),
+                 catalog.snapshot_read(conn, TableName(schema=schema, name="missing")), impact.dimension_read(ticks)]
+        with conn.transaction(), catalog.bundle_scope():
+            alone = [conn.execute(r.query, r.params).fetchall() for r in reads]
+            with metering.metered() as meter:
+                catalog.bundle(conn, reads, (sql.SQL("INSERT INTO {} VALUES (%s)").format(
+                    sql.Identifier(schema, "written")), (7,)))
+                bundled = [catalog.rows(conn, r) for r in reads]
+            assert meter.statements == 1
+            with metering.metered() as meter:
+                again = catalog.rows(conn, reads[1])
+            assert meter.statements == 1 and again == alone[1]
+            assert conn.execute(sql.SQL("SELECT n FROM {}").format(sql.Identifier(schema, "written"))).fetchall() \
+                == [(7,)]
+    assert [len(a) for a in alone] == [2, 1, 2, 1, 1, 0, 1]
+    assert bundled == alone
+    assert [[tuple(type(v) for v in row) for row in b] for b in bundled] == \
+           [[tuple(type(v) for v in row) for row in a] for a in alone]

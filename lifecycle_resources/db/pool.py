@@ -16,6 +16,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -65,6 +67,22 @@ def prepare(conn: psycopg.Connection) -> None:
         conn.execute("SET plan_cache_mode = force_generic_plan")
     else:
         conn.prepare_threshold = None
+
+
+@contextmanager
+def keeping_prepared(conn: psycopg.Connection) -> Iterator[None]:
+    """Around an ALTER TABLE that changes no column (ALTER TABLE .. SET (timescaledb.compress ..)): psycopg
+    deallocates every prepared statement of the connection on any ALTER, so that each later read of the command
+    was prepared and planned again from scratch (once per table in an `up`, and the reads of one plan, sent as one
+    statement, are each used once per table). None of our prepared statements returns a user table's columns,
+    so the result types they were prepared with cannot change; PostgreSQL itself plans again whatever the ALTER
+    invalidates."""
+    threshold = conn.prepare_threshold
+    conn.prepare_threshold = None  # psycopg's cache bookkeeping (and its ALTER rule) is skipped for this one
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = threshold
 
 
 @dataclass

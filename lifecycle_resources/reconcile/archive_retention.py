@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from . import catalog, jobs
 from .intervals import Window
@@ -80,6 +81,13 @@ def plan(declared: jobs.JobState, actual: list[jobs.JobState], store: str | None
 def registered_store(conn: psycopg.Connection, project: str, stack: str, policy_name: str | None) -> str | None:
     """The archive store the live declaration of this policy names now (None without one or without a
     registry)."""
+    read = store_read(conn, project, stack, policy_name)
+    found = catalog.rows(conn, read) if read is not None else []
+    return found[0][0] if found else None
+
+
+def store_read(conn: psycopg.Connection, project: str, stack: str, policy_name: str | None) -> catalog.Read | None:
+    """registered_store()'s query, for catalog.bundle(); None without a policy name or a registry."""
     if not policy_name:
         return None
     def probe() -> bool:
@@ -88,9 +96,9 @@ def registered_store(conn: psycopg.Connection, project: str, stack: str, policy_
     # once seen, not asked again in this command (catalog.present); a policy never creates the lifecycle schema
     if not catalog.present(conn, "lifecycle.policy_declarations", probe, created_here=False):
         return None
-    found = conn.execute("SELECT parameters ->> 'archive_store' FROM lifecycle.policy_declarations WHERE project = %s "
-                         "AND stack = %s AND policy_name = %s AND enabled", (project, stack, policy_name)).fetchone()
-    return found[0] if found else None
+    return catalog.Read("archive store", f"{project}/{stack}/{policy_name}", sql.SQL(
+        "SELECT parameters ->> 'archive_store' FROM lifecycle.policy_declarations WHERE project = %s "
+        "AND stack = %s AND policy_name = %s AND enabled"), (project, stack, policy_name))
 
 
 @jobs.execute.register

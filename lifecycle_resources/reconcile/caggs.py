@@ -147,12 +147,16 @@ def aggregates_read_once() -> Iterator[None]:
         _read_once.memo = outer
 
 
+def near_read(name: TableName) -> catalog.Read:
+    """The query of _near(), for catalog.bundle()."""
+    where = sql.SQL("(ca.user_view_schema = %s AND ca.user_view_name = %s) OR (h.schema_name = %s AND h.table_name = %s)")
+    return catalog.Read("aggregates near", name.qualified, _AGGREGATES.format(where=where), (name.schema, name.name) * 2)
+
+
 def _near(conn: psycopg.Connection, name: TableName) -> list[tuple[str, str, str, str]]:
     """The aggregates named `name` and those reading `name`: (view schema, view, source schema, source)."""
     def load() -> list[tuple[str, str, str, str]]:
-        where = sql.SQL("(ca.user_view_schema = %s AND ca.user_view_name = %s) "
-                        "OR (h.schema_name = %s AND h.table_name = %s)")
-        return conn.execute(_AGGREGATES.format(where=where), (name.schema, name.name) * 2).fetchall()
+        return catalog.rows(conn, near_read(name))  # type: ignore[return-value]
     memo: dict[tuple[str, str], list[tuple[str, str, str, str]]] | None = getattr(_read_once, "memo", None)
     if memo is None:
         return load()

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -172,13 +174,22 @@ def _time_types(conn: psycopg.Connection) -> sql.Composable:
     return sql.SQL("ARRAY[{}]::regtype[]").format(sql.SQL(", ").join(sql.Literal(n) for n in names))
 
 
+def _snapshot_query(conn: psycopg.Connection, one: str) -> sql.Composed:
+    return _SNAPSHOT.format(one=sql.SQL(one), time_types=_time_types(conn))  # type: ignore[arg-type]
+
+
+def snapshot_read(conn: psycopg.Connection, table: TableName) -> Read:
+    """table_snapshot()'s query of one table, for bundle()."""
+    return Read("tables", table.qualified, _snapshot_query(conn, "AND c.relname = %s"), (table.schema, table.name))
+
+
 def table_snapshot(conn: psycopg.Connection, table: TableName) -> TableSnapshot | None:
     def query(one: str) -> sql.Composed:
-        return _SNAPSHOT.format(one=sql.SQL(one), time_types=_time_types(conn))  # type: ignore[arg-type]
+        return _snapshot_query(conn, one)
 
     def one() -> TableSnapshot | None:
-        row = conn.execute(query("AND c.relname = %s"), (table.schema, table.name)).fetchone()
-        return _snapshot(table.schema, row) if row else None
+        found = rows(conn, snapshot_read(conn, table))
+        return _snapshot(table.schema, found[0]) if found else None
 
     def schema() -> dict[str, TableSnapshot]:
         rows = conn.execute(query(""), (table.schema,)).fetchall()
@@ -303,7 +314,14 @@ def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, c
     key = (_server_key(conn), what)
     if key in _present and pool.enabled():
         return True
+    # Absent, within one engine call that cannot create it (bundle_scope): asked once, not by each reader.
+    scope = None if created_here else _bundles.get()
+    absent = (key[0], "absent", what)
+    if scope is not None and absent in scope:
+        return False
     found = probe()
+    if scope is not None and not found:
+        scope[absent] = []
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if found and pool.enabled() and (idle or not created_here):
         _present.add(key)
@@ -317,3 +335,70 @@ def per_schema(conn: psycopg.Connection, what: str, table: TableName, one: Calla
     if not shared_reads(conn):
         return one()
     return cached(conn, what, table.schema, schema).get(table.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reads of one object's facts that go together, sent as one statement.
+
+@dataclass(frozen=True)
+class Read:
+    """One reader's per-object query (positional parameters), named so that its reader finds its rows."""
+
+    what: str
+    key: str
+    query: sql.Composable
+    params: tuple[Any, ...]
+
+
+_bundles: ContextVar[dict[tuple[str, str, str], list[tuple[Any, ...]]] | None] = ContextVar("bundles", default=None)
+
+
+@contextmanager
+def bundle_scope() -> Iterator[None]:
+    """Within the block (one resource's check, or one apply), rows fetched by bundle() are served to the readers
+    that ask for them, each once: a second read of the same object (a read-back after a write) queries again."""
+    token = _bundles.set({})
+    try:
+        yield
+    finally:
+        _bundles.reset(token)
+
+
+def bundle(conn: psycopg.Connection, reads: list[Read],
+           write: tuple[sql.Composable, tuple[Any, ...]] | None = None) -> None:
+    """Run `reads` as one statement (each a LEFT JOIN LATERAL of the others, its rows numbered), for the readers
+    of the enclosing bundle_scope(). Each query keeps its own parsing: its columns come back as they would alone.
+    Without a scope, or when reads are shared per schema (a preview), nothing is fetched: each reader asks alone.
+    `write` (an INSERT, in the caller's transaction) runs first, in the same statement as a data-modifying WITH,
+    always exactly once; the reads do not see its row (they read other tables)."""
+    found = _bundles.get()
+    if found is None or shared_reads(conn) or len(reads) < (1 if write else 2):
+        if write is not None:
+            conn.execute(*write)
+        return
+    joins = sql.SQL(" ").join(
+        sql.SQL("LEFT JOIN LATERAL (SELECT row_number() OVER () AS {n}, q.* FROM ({q}) q) {r} ON true").format(
+            n=sql.Identifier(f"_read_{i}"), q=r.query, r=sql.Identifier(f"_r{i}")) for i, r in enumerate(reads))
+    query = sql.SQL("SELECT * FROM (SELECT) AS one {}").format(joins)
+    params = tuple(p for r in reads for p in r.params)
+    if write is not None:
+        query = sql.SQL("WITH written AS ({} RETURNING 1) {}").format(write[0], query)
+        params = (*write[1], *params)
+    cur = conn.execute(query, params)
+    names = [c.name for c in cur.description or ()]
+    starts = [names.index(f"_read_{i}") for i in range(len(reads))] + [len(names)]
+    fetched = cur.fetchall()
+    server = _server_key(conn)
+    for i, r in enumerate(reads):
+        numbered = {row[starts[i]]: row[starts[i] + 1:starts[i + 1]] for row in fetched if row[starts[i]] is not None}
+        found[(server, r.what, r.key)] = [numbered[n] for n in sorted(numbered)]
+
+
+def rows(conn: psycopg.Connection, read: Read) -> list[tuple[Any, ...]]:
+    """The rows of `read`: fetched by bundle() in this scope (once), else by its own query."""
+    found = _bundles.get()
+    if found is not None:
+        hit = found.pop((_server_key(conn), read.what, read.key), None)
+        if hit is not None:
+            return hit
+    return conn.execute(read.query, read.params).fetchall()

@@ -12,6 +12,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import catalog
+from ..db import pool
 from .declared import Peers, Target
 from ..errors import InputError
 from ..identifiers import TableName
@@ -106,6 +107,12 @@ _READ = sql.SQL("""
            {one}""")
 
 
+def settings_read(table: TableName) -> catalog.Read:
+    """read_settings()'s query of one table, for catalog.bundle()."""
+    return catalog.Read("compression", table.qualified, _READ.format(one=sql.SQL("AND h.table_name = %s")),
+                        (table.schema, table.name))
+
+
 def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: TableName) -> CompressionState | None:
     """One query on hypertable_columnstore_settings: the name TimescaleDB keeps (2.18 on); its
     hypertable_compression_settings alias is deprecated since 2.24. Every supported version has it.
@@ -113,9 +120,8 @@ def read_settings(conn: psycopg.Connection, info: catalog.ServerInfo, table: Tab
     del info  # the supported versions (catalog.MIN_VERSION on) share this view
 
     def one() -> CompressionState | None:
-        row = conn.execute(_READ.format(one=sql.SQL("AND h.table_name = %s")),
-                           (table.schema, table.name)).fetchone()
-        return _state(table.schema, row) if row else None
+        found = catalog.rows(conn, settings_read(table))
+        return _state(table.schema, found[0]) if found else None
 
     def schema() -> dict[str, CompressionState]:
         return {row[0]: _state(table.schema, row) for row in conn.execute(_READ.format(one=sql.SQL("")),
@@ -183,9 +189,10 @@ def declared_state(args: CompressionSettingsArgs, target: Target, columns: list[
 def apply_settings(conn: psycopg.Connection, table: TableName, state: CompressionState) -> None:
     segment = ",".join(sql.Identifier(c).as_string(conn) for c in state.segment_by or ())
     order = ",".join(OrderItem.parse(o).sql_text(conn) for o in state.order_by or ())
-    conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
-                         "timescaledb.compress_orderby = {})").format(
-        table.ident, sql.Literal(segment), sql.Literal(order)))
+    with pool.keeping_prepared(conn):
+        conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                             "timescaledb.compress_orderby = {})").format(
+            table.ident, sql.Literal(segment), sql.Literal(order)))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -77,11 +77,16 @@ SELECT h.table_name, d.column_name, d.num_slices, d.interval_length IS NOT NULL,
 """)
 
 
+def extras_read(table: TableName) -> catalog.Read:
+    """read_extras()'s query of one table, for catalog.bundle()."""
+    return catalog.Read("hypertable dimensions", table.qualified, _EXTRAS.format(one=sql.SQL("AND h.table_name = %s")),
+                        (table.schema, table.name))
+
+
 def read_extras(conn: psycopg.Connection, table: TableName) -> Extras:
     """The dimensions beyond the time column's interval; of the whole schema at once when reads are shared."""
     def one() -> Extras:
-        rows = conn.execute(_EXTRAS.format(one=sql.SQL("AND h.table_name = %s")), (table.schema, table.name))
-        return _extras(rows.fetchall())
+        return _extras(catalog.rows(conn, extras_read(table)))
 
     def schema() -> dict[str, Extras]:
         by_table: dict[str, list[tuple[Any, ...]]] = {}

@@ -126,22 +126,25 @@ SELECT count(*) FILTER (WHERE acted), coalesce(sum(rows) FILTER (WHERE acted), 0
 """
 
 
+def dimension_read(table: TableName) -> catalog.Read:
+    """The time dimension's type and integer_now, and whether the table has a chunk: _impact()'s first read, for
+    catalog.bundle()."""
+    return catalog.Read("impact dimension", table.qualified, sql.SQL(
+        "SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func, "
+        "EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk ch JOIN pg_namespace kn ON kn.nspname = ch.schema_name "
+        "JOIN pg_class k ON k.relnamespace = kn.oid AND k.relname = ch.table_name WHERE ch.hypertable_id = h.id) "
+        "FROM _timescaledb_catalog.dimension d JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
+        "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1"), (table.schema, table.name))
+
+
 def _impact(conn: psycopg.Connection, info: ServerInfo, table: TableName, window: Window,
             compression: bool) -> Impact | None:
     # Whether it has a chunk at all comes with the dimension: without one, the impact is nothing, known without
     # the measuring query (a chunk without its relation, being dropped, is not counted there either).
-    dim = conn.execute("SELECT d.column_type::regtype::text, d.integer_now_func_schema, d.integer_now_func, "
-                       "EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk ch "
-                       "JOIN pg_namespace kn ON kn.nspname = ch.schema_name "
-                       "JOIN pg_class k ON k.relnamespace = kn.oid AND k.relname = ch.table_name "
-                       "WHERE ch.hypertable_id = h.id) "
-                       "FROM _timescaledb_catalog.dimension d "
-                       "JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id "
-                       "WHERE h.schema_name = %s AND h.table_name = %s ORDER BY d.id LIMIT 1",
-                       (table.schema, table.name)).fetchone()
-    if dim is None:
+    found = catalog.rows(conn, dimension_read(table))
+    if not found:
         return None  # not a hypertable yet (created by this program)
-    column_type, now_schema, now_func, any_chunk = dim
+    column_type, now_schema, now_func, any_chunk = found[0]
     if column_type in _TIME_TYPES:
         cutoff: sql.Composable = window.sql()  # show_chunks measures it back from now()
         ranges = [sql.SQL("to_timestamp(ds.{} / 1e6)").format(sql.Identifier(c)) for c in ("range_start", "range_end")]

@@ -73,34 +73,41 @@ def differences(declared: JobState, actual: JobState) -> list[str]:
 
 
 _READ = sql.SQL("""
-SELECT j.hypertable_name, j.job_id, j.config, jsonb_typeof(j.config -> %(key)s),
-       CASE jsonb_typeof(j.config -> %(key)s)
-            WHEN 'number' THEN j.config ->> %(key)s
-            WHEN 'string' THEN (j.config ->> %(key)s)::interval::text
+SELECT j.hypertable_name, j.job_id, j.config, jsonb_typeof(j.config -> %s),
+       CASE jsonb_typeof(j.config -> %s)
+            WHEN 'number' THEN j.config ->> %s
+            WHEN 'string' THEN (j.config ->> %s)::interval::text
        END,
        j.schedule_interval::text, j.max_runtime::text, j.max_retries, j.retry_period::text, j.scheduled,
        coalesce(j.next_start = 'infinity'::timestamptz, false), j.fixed_schedule, b.timezone, j.initial_start
   FROM timescaledb_information.jobs j
   LEFT JOIN _timescaledb_config.bgw_job b ON b.id = j.job_id
- WHERE j.proc_name = %(proc)s AND j.hypertable_schema = %(schema)s {one}
-   AND j.job_id >= %(first)s
+ WHERE j.proc_name = %s AND j.hypertable_schema = %s {one}
+   AND j.job_id >= %s
  ORDER BY j.job_id
-""")
+""")  # positional parameters: _params() (so that catalog.bundle() can join it with other reads)
+
+
+def _params(kind: PolicyKind, schema: str, *name: str) -> tuple[Any, ...]:
+    return (*[kind.window_key] * 4, kind.proc_name, schema, *name, FIRST_USER_JOB)
+
+
+def jobs_read(kind: PolicyKind, table: TableName) -> catalog.Read:
+    """read_jobs()'s query of one table, for catalog.bundle()."""
+    return catalog.Read(f"jobs:{kind.proc_name}", table.qualified,
+                        _READ.format(one=sql.SQL("AND j.hypertable_name = %s")),
+                        _params(kind, table.schema, table.name))
 
 
 def read_jobs(conn: psycopg.Connection, kind: PolicyKind, table: TableName) -> list[JobState]:
     """Every job of this kind on the table (normally one; more only if someone added duplicates by hand).
     Outside a transaction, one query for the whole schema (catalog.per_schema)."""
-    params = {"key": kind.window_key, "proc": kind.proc_name, "schema": table.schema, "name": table.name,
-              "first": FIRST_USER_JOB}
-
     def one() -> list[JobState]:
-        rows = conn.execute(_READ.format(one=sql.SQL("AND j.hypertable_name = %(name)s")), params).fetchall()
-        return [_job(table.schema, r) for r in rows]
+        return [_job(table.schema, r) for r in catalog.rows(conn, jobs_read(kind, table))]
 
     def schema() -> dict[str, list[JobState]]:
         found: dict[str, list[JobState]] = {}
-        for r in conn.execute(_READ.format(one=sql.SQL("")), params).fetchall():
+        for r in conn.execute(_READ.format(one=sql.SQL("")), _params(kind, table.schema)).fetchall():
             found.setdefault(r[0], []).append(_job(table.schema, r))
         return found
 

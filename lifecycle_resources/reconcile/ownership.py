@@ -86,16 +86,24 @@ def _ledger_exists(conn: psycopg.Connection) -> bool:
     return catalog.present(conn, "ownership ledger", probe)
 
 
+def owner_read(conn: psycopg.Connection, obj: ManagedObject) -> catalog.Read | None:
+    """read_owner()'s query of one object, for catalog.bundle(); None while no ledger exists (the first create
+    makes it)."""
+    if not _ledger_exists(conn):
+        return None
+    return catalog.Read("owners", f"{obj.kind}/{obj.key}", sql.SQL(
+        "SELECT project, stack, resource_type, resource_name FROM {} WHERE object_kind = %s AND object_key = %s"
+    ).format(_LEDGER), (obj.kind, obj.key))
+
+
 def read_owner(conn: psycopg.Connection, obj: ManagedObject) -> Owner | None:
     """The recorded owner; None when nobody recorded one (or no stack ever used the ledger). Read-only.
     Outside a transaction, the whole ledger in one query (catalog.cached)."""
     def one() -> Owner | None:
-        if not _ledger_exists(conn):
-            return None
-        row = conn.execute(sql.SQL("SELECT project, stack, resource_type, resource_name FROM {} "
-                                   "WHERE object_kind = %s AND object_key = %s").format(_LEDGER),
-                           (obj.kind, obj.key)).fetchone()
-        return Owner(project=row[0], stack=row[1], resource_type=row[2], resource_name=row[3]) if row else None
+        read = owner_read(conn, obj)
+        found = catalog.rows(conn, read) if read is not None else []
+        return Owner(project=found[0][0], stack=found[0][1], resource_type=found[0][2],
+                     resource_name=found[0][3]) if found else None
 
     def ledger() -> dict[tuple[str, str], Owner]:
         if not _ledger_exists(conn):

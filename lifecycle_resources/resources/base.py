@@ -192,10 +192,11 @@ class LifecycleProvider(ResourceProvider, ABC):
     @contextmanager
     def _metered(self, op: str, props: Mapping[str, Any] | None) -> Iterator[None]:
         """Each engine call, timed for $LIFECYCLE_DB_TIMING; a write drops the catalog reads shared by the
-        calls of this process (catalog.writing) before and after it."""
+        calls of this process (catalog.writing) before and after it. Reads fetched together (catalog.bundle) serve
+        this call only."""
         from ..db import metering
         from ..reconcile import catalog
-        with metering.operation(op, self.kind, unfold(props).get("resource_name")):
+        with metering.operation(op, self.kind, unfold(props).get("resource_name")), catalog.bundle_scope():
             if op in WRITES:
                 with catalog.writing():
                     yield

@@ -22,9 +22,23 @@ from .output_tracking import untracked
 
 if TYPE_CHECKING:
     import psycopg
+    from ..reconcile import catalog
     from ..reconcile.compression import CompressionSettingsArgs, CompressionState
     from ..reconcile.declared import Target
     from ..reconcile.ownership import ManagedObject
+
+
+def _reads(conn: psycopg.Connection, hypertable: str) -> list[catalog.Read]:
+    """The reads a plan makes of the table, in one statement (catalog.bundle): the table, its settings, the owner."""
+    from ..reconcile import catalog, ownership
+    from ..reconcile.compression import settings_read
+    try:
+        table = TableName.parse(hypertable)
+    except ValueError:
+        return []
+    found = [catalog.snapshot_read(conn, table), settings_read(table),
+             ownership.owner_read(conn, _object(table.qualified))]
+    return [r for r in found if r is not None]
 
 
 def _object(table: str) -> ManagedObject:
@@ -49,10 +63,12 @@ class CompressionSettingsProvider(LifecycleProvider):
         return target, declared_state(args, target, [c.name for c in snap.columns])
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from ..reconcile import catalog
         from ..reconcile.compression import CompressionSettingsArgs, left_enabled, plan_settings, read_settings
         from .compression_preview import worse_than_uncompressed
         args = CompressionSettingsArgs.model_validate({**news, "peers": news.get("peers") or {}})
         with self.session(news) as (conn, info):
+            catalog.bundle(conn, _reads(conn, args.hypertable))
             target, declared = self._declared(conn, args)
             actual = read_settings(conn, info, target.table)
             claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),
@@ -75,19 +91,27 @@ class CompressionSettingsProvider(LifecycleProvider):
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=True)
 
     def _apply(self, props: dict[str, Any]) -> tuple[CompressionState, bool, list[str]]:
-        from ..reconcile.compression import CompressionSettingsArgs, apply_settings, plan_settings, read_settings
+        from ..reconcile import catalog, ownership
+        from ..reconcile.compression import (CompressionSettingsArgs, apply_settings, plan_settings, read_settings,
+                                             settings_read)
         from ..reconcile.locks import lock_table
         args = CompressionSettingsArgs.model_validate({**props, "peers": props.get("peers") or {}})
         with self.session(props) as (conn, info), conn.transaction():
+            try:
+                lock_table(conn, TableName.parse(args.hypertable))  # before the table is read: re-read under it
+            except ValueError:
+                pass  # refused by _declared, which names the field
+            catalog.bundle(conn, _reads(conn, args.hypertable))
             target, declared = self._declared(conn, args)
-            lock_table(conn, target.table)
             actual = read_settings(conn, info, target.table)
             obj = _object(target.table.qualified)
             claim = self.claim_for(conn, obj, _what(target.table.qualified), bool(actual and actual.enabled), props)
             ops = plan_settings(declared, actual)
             for op in ops:
                 apply_settings(conn, op.table, op.declared)
-            self.record_owner(conn, obj, props)
+            # The owner's record and the read-back, one statement (catalog.bundle's write)
+            catalog.bundle(conn, [settings_read(target.table)],
+                           ownership.claim_statement(conn, obj, ownership.Owner.from_props(props)))
             after = read_settings(conn, info, target.table)
         assert after is not None
         return after, bool(actual and actual.enabled), described([*filter(None, [claim]), *ops])

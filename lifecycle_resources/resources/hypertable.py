@@ -128,6 +128,7 @@ class HypertableProvider(LifecycleProvider):
             raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
                                       args.time_column)
         with self.session(news) as (conn, _info):
+            catalog.bundle(conn, _reads(conn, TableName.parse(args.table)))
             snap = catalog.table_snapshot(conn, TableName.parse(args.table))
             promised = (news.get("peers") or {}).get("promised")
             if snap is None and promised:
@@ -162,13 +163,14 @@ class HypertableProvider(LifecycleProvider):
         return DiffResult(changes=bool(replaces or changes), replaces=replaces, delete_before_replace=False)
 
     def _apply(self, props: dict[str, Any]) -> tuple[HypertableState, bool, list[str]]:
-        from ..reconcile import catalog
-        from ..reconcile.hypertables import execute
+        from ..reconcile import catalog, ownership
+        from ..reconcile.hypertables import execute, extras_read
         from ..reconcile.locks import lock_table
         args = HypertableArgs.model_validate(props)
         table = TableName.parse(args.table)
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, table)
+            catalog.bundle(conn, _reads(conn, table))
             snap = catalog.table_snapshot(conn, table)
             declared = self._declared(conn, info, args, snap)
             assert snap is not None
@@ -177,7 +179,9 @@ class HypertableProvider(LifecycleProvider):
             claim = self.claim_for(conn, _object(args.table), f"hypertable {args.table}", actual is not None, props)
             for op in ops:
                 execute(op, conn, info)
-            self.record_owner(conn, _object(args.table), props)
+            # The owner's record and the read-back (the table and its dimensions), one statement (catalog.bundle)
+            catalog.bundle(conn, [catalog.snapshot_read(conn, table), extras_read(table)],
+                           ownership.claim_statement(conn, _object(args.table), ownership.Owner.from_props(props)))
             after = _actual(conn, catalog.table_snapshot(conn, table))
             assert after is not None, f"{table} is not a hypertable after applying {ops}"
         state = after.managed(declared.model_dump())
@@ -306,6 +310,15 @@ def integer_now(conn: psycopg.Connection, args: HypertableArgs, target: Target) 
                          f"returns {SQL_TYPES.get(returns, returns)}, and {target.table}.{target.time_column} is "
                          f"{wanted}", f"a function returning {wanted} (set_integer_now_func refuses others)")
     return function.qualified
+
+
+def _reads(conn: psycopg.Connection, table: TableName) -> list[catalog.Read]:
+    """The reads a plan makes of the table, in one statement (catalog.bundle): the table, its dimensions beyond
+    the time column's interval (read when it is a hypertable), the owner."""
+    from ..reconcile import catalog, ownership
+    from ..reconcile.hypertables import extras_read
+    found = [catalog.snapshot_read(conn, table), extras_read(table), ownership.owner_read(conn, _object(table.qualified))]
+    return [r for r in found if r is not None]
 
 
 def _object(table: str) -> ManagedObject:

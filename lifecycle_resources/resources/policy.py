@@ -22,7 +22,7 @@ from .registry import depends_on_peers, peers_of, target_of
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
-    from ..reconcile import jobs
+    from ..reconcile import catalog, jobs
     from ..reconcile.declared import Target
     from ..reconcile.intervals import Window
     from ..reconcile.ownership import Claim, ManagedObject
@@ -131,7 +131,8 @@ class PolicyProvider(LifecycleProvider):
     def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check) and at apply."""
-        from ..reconcile import caggs, jobs
+        from ..reconcile import caggs, catalog, jobs
+        catalog.bundle(conn, self._reads(conn, args, props))
         with caggs.aggregates_read_once():
             target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
@@ -139,6 +140,21 @@ class PolicyProvider(LifecycleProvider):
                 else f"{self.kind_spec.resource} on {target.table}")
         claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
         return target, declared, actual, claim, [*notices, *self._job_plan(conn, args, props, declared, actual)]
+
+    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> list[catalog.Read]:
+        """The reads a plan makes of a hypertable, in one statement (catalog.bundle): whether the name is an
+        aggregate or read by one, the table, its jobs, the owner, and at check the dimension its impact needs."""
+        from psycopg import pq
+        from ..reconcile import caggs, catalog, impact, jobs, ownership
+        try:
+            table = TableName.parse(args.hypertable)
+        except ValueError:
+            return []  # refused by the target's own read
+        reads = [caggs.near_read(table), catalog.snapshot_read(conn, table), jobs.jobs_read(self.kind_spec, table),
+                 ownership.owner_read(conn, self._object(table))]
+        if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            reads.append(impact.dimension_read(table))  # the preview states the impact (stated_impact)
+        return [r for r in reads if r is not None]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:

@@ -18,7 +18,7 @@ from .policy import PolicyArgs, PolicyProvider, PolicyResource, registration_sco
 
 if TYPE_CHECKING:
     import psycopg
-    from ..reconcile import jobs
+    from ..reconcile import catalog, jobs
     from ..reconcile.declared import Target
     from ..reconcile.intervals import Window
 
@@ -57,6 +57,12 @@ class RetentionPolicyProvider(PolicyProvider):
                                  "archiving supports timestamptz, timestamp, date and integer (smallint, integer, "
                                  "bigint) time columns (not yet uuid time)", "no archive= on this table")
         return target, state, notices
+
+    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> list[catalog.Read]:
+        from ..reconcile import archive_retention
+        project, stack, _ = registration_scope(props)
+        store = archive_retention.store_read(conn, project, stack, args.resource_name)
+        return [*super()._reads(conn, args, props), *([store] if store is not None else [])]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:
