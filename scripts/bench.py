@@ -53,7 +53,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_noop import SHAPED_ENV  # noqa: E402
-from bench_report import expected_objects, markdown, median, read_timing, shaped_resources, split  # noqa: E402
+from bench_report import (expected_objects, markdown, median, read_timing, shape, shaped_resources,  # noqa: E402
+                          split)
 
 PASSPHRASE = "bench-passphrase"  # throwaway stacks in a temporary directory; nothing secret is stored
 PULUMI_TIMEOUT = 1800
@@ -411,7 +412,7 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
           for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
             "floor": times["floor"], "shaped": times["shaped"],
-            "shaped_resources": shaped_count, "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+            "shaped_resources": shaped_count, "shaped_shape": shape(json.loads(recorded.read_text())), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
             "provider_db": db}
 
 

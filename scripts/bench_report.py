@@ -65,6 +65,18 @@ def shaped_resources(export: dict) -> dict[str, dict]:
     return shaped
 
 
+def shape(resources: dict[str, dict]) -> dict[str, list[int]]:
+    """What the engine carries per resource of the shaped floor: properties (inputs and outputs by name, without
+    the pickled provider), and the JSON bytes of the inputs and of the outputs; [least, most] of each."""
+    def spread(values: list[int]) -> list[int]:
+        return [min(values), max(values)] if values else [0, 0]
+
+    rows = resources.values()
+    return {"properties": spread([len(r["inputs"].keys() | r["outputs"].keys()) for r in rows]),
+            "input_bytes": spread([len(json.dumps(r["inputs"])) for r in rows]),
+            "output_bytes": spread([len(json.dumps(r["outputs"])) for r in rows])}
+
+
 @dataclass(frozen=True)
 class DbTiming:
     """The provider's own database time, summed over the JSON lines of LIFECYCLE_DB_TIMING."""

@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from bench_report import (DbTiming, expected_objects, markdown, median, read_timing, shaped_resources,  # noqa: E402
-                          split)
+from bench_report import (DbTiming, expected_objects, markdown, median, read_timing, shape,  # noqa: E402
+                          shaped_resources, split)
 
 
 @pytest.mark.parametrize(("n", "counts"), [(4, [4]), (10, [4, 4, 2]), (13, [4, 4, 4, 1]), (100, [4] * 25),
@@ -106,6 +106,12 @@ def test_bench_shaped_resources_from_export() -> None:
                              "outputs": {"hypertable": "s.t000", "enabled": True}, "dependencies": ["t000"]},
     }
     assert list(shaped_resources(export)) == ["t000", "t000-compression"]  # the state's order: dependencies first
+
+
+def test_bench_shape_counts_properties_and_bytes() -> None:
+    resources = {"a": {"inputs": {"x": 1, "y": "ab"}, "outputs": {"x": 1, "z": True}},
+                 "b": {"inputs": {"x": 1}, "outputs": {}}}
+    assert shape(resources) == {"properties": [1, 3], "input_bytes": [8, 19], "output_bytes": [2, 19]}
 
 
 def test_bench_shaped_resources_secret_refused() -> None:
