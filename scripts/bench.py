@@ -1,4 +1,4 @@
-"""`make bench`: `pulumi up`, preview and preview --refresh of the product against the no-op floor and one SQL script.
+"""`make bench`: `pulumi up`, preview and preview --refresh of the product against two no-op floors and SQL.
 
     .venv/bin/python scripts/bench.py [--n "10 100 400"] [--servers "embedded native"] [--repeat auto|K]
 
@@ -407,12 +407,13 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
                    env={**noop_env, SHAPED_ENV: str(recorded)}, before_up=record_product)
     times = measure({"product": product, "floor": floor, "shaped": shaped}, repeat, warmup)
     check_catalog(dsn, product_schema, counts, "the product stack")
-    shaped_count = check_shaped(shaped, json.loads(recorded.read_text()))
+    resources = json.loads(recorded.read_text())
+    shaped_count = check_shaped(shaped, resources)
     db = {step: dataclasses.asdict(t) if (t := read_timing(timing_dir / f"{step}.jsonl")) else None
           for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
-            "floor": times["floor"], "shaped": times["shaped"],
-            "shaped_resources": shaped_count, "shaped_shape": shape(json.loads(recorded.read_text())), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+            "floor": times["floor"], "shaped": times["shaped"], "shaped_resources": shaped_count,
+            "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
             "provider_db": db}
 
 

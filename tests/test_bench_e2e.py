@@ -33,6 +33,7 @@ def test_bench_smoke_n4(tsdb_dsn: str, tmp_path: Path) -> None:
         assert all(row[side][step] > 0 for step in ("up", "preview", "refresh")), row
         assert len(row[side]["preview_runs"]) == len(row[side]["refresh_runs"]) == 1, row
     assert row["shaped_resources"] == 4, row
+    assert min(row["shaped_shape"]["properties"]) > 0 and min(row["shaped_shape"]["input_bytes"]) > 0, row
     assert "| shaped floor `up` (product x) |" in proc.stdout, proc.stdout
     assert row["sql"]["apply"] > 0 and row["sql"]["read"] > 0, row
     up = row["provider_db"]["up"]
