@@ -1,4 +1,4 @@
-"""`make bench`: `pulumi up`, preview and preview --refresh of the product against the no-op floor and one SQL script.
+"""`make bench`: `pulumi up`, preview and preview --refresh of the product against two no-op floors and SQL.
 
     .venv/bin/python scripts/bench.py [--n "10 100 400"] [--servers "embedded native"] [--repeat auto|K]
 
@@ -9,6 +9,10 @@ builds, in temporary directories:
            created first, the DSN in TSDB_DSN;
   floor    a Pulumi project of N no-op Python dynamic resources (scripts/bench_noop.py) of similar inputs,
            with the same dependency shape;
+  shaped   the shaped floor: the product's N resources as its state holds them after `up` (checked inputs,
+           property names, outputs, dependencies) on a provider that does no work (scripts/bench_noop.py);
+           product minus shaped is our provider's own work, shaped minus floor the engine's and the SDK's
+           cost of bigger resources;
   SQL      the same TimescaleDB work as one SQL script over one psycopg connection ("apply"), and the
            read of the catalog state of those objects in three queries ("read", the refresh analogue).
 It times `pulumi up` (from empty, once, after a warm-up preview), `pulumi preview --expect-no-changes` and
@@ -37,7 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,7 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_report import expected_objects, markdown, median, read_timing, split  # noqa: E402
+from bench_noop import SHAPED_ENV  # noqa: E402
+from bench_report import (expected_objects, markdown, median, read_timing, shape, shaped_resources,  # noqa: E402
+                          split)
 
 PASSPHRASE = "bench-passphrase"  # throwaway stacks in a temporary directory; nothing secret is stored
 PULUMI_TIMEOUT = 1800
@@ -87,6 +93,21 @@ for i, count in enumerate(cfg.require_object("split")):
         Noop(f"{name}-compress", {"hypertable": ht.id, "compress_after": "7 days", "adopt": False})
     if count > 3:
         Noop(f"{name}-retention", {"hypertable": ht.id, "drop_after": "30 days", "adopt": False})
+"""
+
+
+SHAPED = """\
+import json
+from pathlib import Path
+
+import pulumi
+from bench_noop import Shaped
+
+declared = {}
+# The product's resources in the order of its state (each after those it depends on), with its dependencies.
+for name, recorded in json.loads(Path(pulumi.Config("bench").require("resources")).read_text()).items():
+    deps = [declared[dep] for dep in recorded["dependencies"]]
+    declared[name] = Shaped(name, recorded, pulumi.ResourceOptions(depends_on=deps) if deps else None)
 """
 
 
@@ -229,8 +250,9 @@ class Stack:
     """A throwaway Pulumi project and stack, driven through bin/pulumi with a file backend of its own."""
 
     def __init__(self, workdir: Path, *, program: str, config: dict, env: dict[str, str],
-                 timing_dir: Path | None = None) -> None:
+                 timing_dir: Path | None = None, before_up: Callable[[], None] | None = None) -> None:
         self.workdir = workdir
+        self.before_up = before_up  # what the stack needs from another one's `up` before its first run
         self.timing_dir = timing_dir  # where the provider writes its database time per step, if it does
         workdir.mkdir(parents=True)
         (workdir / "state").mkdir()
@@ -284,13 +306,18 @@ STEPS = {"preview": ("preview", "--expect-no-changes"), "refresh": ("preview", "
 def measure(stacks: dict[str, Stack], repeat: int, warmup: bool) -> dict[str, dict]:
     """`up` from empty, then the clean preview and refresh (median of `repeat`), for each stack.
 
-    The stacks take turns (product, floor, product, floor ...) so that a machine busy with something else
-    weighs on both sides of a ratio alike. A preview that is not clean fails: --expect-no-changes."""
+    The stacks take turns (product, floor, shaped, product, floor, shaped ...) so that a machine busy with
+    something else weighs on all sides of a ratio alike. A preview that is not clean fails: --expect-no-changes.
+    A stack with a `before_up` (the shaped floor, made of the product's state) gets its warm-up after it."""
     result: dict[str, dict] = {name: {} for name in stacks}
     for stack in stacks.values():
-        if warmup:
+        if warmup and stack.before_up is None:
             stack.run("preview")
     for name, stack in stacks.items():
+        if stack.before_up is not None:
+            stack.before_up()
+            if warmup:
+                stack.run("preview")
         result[name]["up"] = round(stack.run("up", "--yes", "--skip-preview", env=stack.timing("up")), 3)
     for step, args in STEPS.items():
         runs: dict[str, list[float]] = {name: [] for name in stacks}
@@ -361,16 +388,48 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
     timing_dir.mkdir(parents=True)
     product = Stack(workdir / f"product-{n}", program=PRODUCT, config={"schema": product_schema, "split": counts},
                     env={**env, "TSDB_DSN": dsn}, timing_dir=timing_dir)
+    noop_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "scripts"), env.get("PYTHONPATH")]))}
     floor = Stack(workdir / f"floor-{n}", program=FLOOR, config={"schema": product_schema, "split": counts},
-                  env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "scripts"),
-                                                                             env.get("PYTHONPATH")]))})
-    times = measure({"product": product, "floor": floor}, repeat, warmup)
+                  env=noop_env)
+    recorded = workdir / f"shaped-{n}.json"
+
+    def record_product() -> None:
+        product.run("stack", "export", "--file", str(workdir / f"product-{n}.json"))
+        try:
+            resources = shaped_resources(json.loads((workdir / f"product-{n}.json").read_text()))
+        except ValueError as exc:
+            raise BenchError(f"the product stack's state cannot make the shaped floor: {exc}") from None
+        if len(resources) != n:
+            raise BenchError(f"the product stack's state holds {len(resources)} resources, expected {n}")
+        recorded.write_text(json.dumps(resources))
+
+    shaped = Stack(workdir / f"shaped-{n}", program=SHAPED, config={"resources": str(recorded)},
+                   env={**noop_env, SHAPED_ENV: str(recorded)}, before_up=record_product)
+    times = measure({"product": product, "floor": floor, "shaped": shaped}, repeat, warmup)
     check_catalog(dsn, product_schema, counts, "the product stack")
+    resources = json.loads(recorded.read_text())
+    shaped_count = check_shaped(shaped, resources)
     db = {step: dataclasses.asdict(t) if (t := read_timing(timing_dir / f"{step}.jsonl")) else None
           for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
-            "floor": times["floor"], "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+            "floor": times["floor"], "shaped": times["shaped"], "shaped_resources": shaped_count,
+            "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
             "provider_db": db}
+
+
+def check_shaped(shaped: Stack, product: dict[str, dict]) -> int:
+    """The shaped stack holds each of the product's resources with the product's outputs; their count."""
+    shaped.run("stack", "export", "--file", str(shaped.workdir / "export.json"))
+    held = shaped_resources(json.loads((shaped.workdir / "export.json").read_text()))
+    differ = sorted(name for name in product.keys() | held.keys()
+                    if name not in product or name not in held or held[name]["outputs"] != product[name]["outputs"])
+    if differ:
+        first = differ[0]
+        mine, theirs = (held.get(first) or {}).get("outputs", {}), (product.get(first) or {}).get("outputs", {})
+        keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        raise BenchError(f"the shaped floor does not hold the product's resources as the product does: {differ[:5]}; "
+                         f"{first}: " + "; ".join(f"{k}: {mine.get(k)!r} != {theirs.get(k)!r}" for k in keys[:5]))
+    return len(held)
 
 
 def _ints(text: str) -> list[int]:

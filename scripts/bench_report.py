@@ -29,6 +29,54 @@ def expected_objects(counts: list[int]) -> dict[str, int]:
             "policy_retention": sum(1 for c in counts if c >= 4)}
 
 
+# How `pulumi stack export` marks a secret value (its ciphertext beside it).
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+DYNAMIC = "pulumi-python:dynamic"
+
+
+def _secret_at(value: object, path: str) -> str | None:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return path
+        found = (_secret_at(item, f"{path}.{key}") for key, item in value.items())
+    elif isinstance(value, list):
+        found = (_secret_at(item, f"{path}[{i}]") for i, item in enumerate(value))
+    else:
+        return None
+    return next((where for where in found if where), None)
+
+
+def shaped_resources(export: dict) -> dict[str, dict]:
+    """The product's dynamic resources from `pulumi stack export`, for the shaped floor, in the state's order:
+    {name: {"type", "id", "inputs", "outputs", "dependencies" (names)}}, the pickled provider left out.
+
+    A secret value is refused: the shaped floor would declare it in plain text (the bench sets none)."""
+    resources = [r for r in export["deployment"].get("resources", []) if r["type"].startswith(DYNAMIC)]
+    names = {r["urn"]: r["urn"].rsplit("::", 1)[1] for r in resources}
+    shaped: dict[str, dict] = {}
+    for r in resources:
+        name = names[r["urn"]]
+        props = {side: {k: v for k, v in r.get(side, {}).items() if k != "__provider"}
+                 for side in ("inputs", "outputs")}
+        if where := _secret_at(props, name):
+            raise ValueError(f"{where} is a secret")
+        shaped[name] = {"type": r["type"], "id": r["id"], **props,
+                        "dependencies": [names[urn] for urn in r.get("dependencies", []) if urn in names]}
+    return shaped
+
+
+def shape(resources: dict[str, dict]) -> dict[str, list[int]]:
+    """What the engine carries per resource of the shaped floor: properties (inputs and outputs by name, without
+    the pickled provider), and the JSON bytes of the inputs and of the outputs; [least, most] of each."""
+    def spread(values: list[int]) -> list[int]:
+        return [min(values), max(values)] if values else [0, 0]
+
+    rows = resources.values()
+    return {"properties": spread([len(r["inputs"].keys() | r["outputs"].keys()) for r in rows]),
+            "input_bytes": spread([len(json.dumps(r["inputs"])) for r in rows]),
+            "output_bytes": spread([len(json.dumps(r["outputs"])) for r in rows])}
+
+
 @dataclass(frozen=True)
 class DbTiming:
     """The provider's own database time, summed over the JSON lines of LIFECYCLE_DB_TIMING."""
@@ -74,17 +122,25 @@ def _pair(row: dict, step: str) -> str:
     return f"{seconds(product)} / {seconds(floor)} = {ratio(product, floor)}"
 
 
+def _shaped(row: dict, step: str) -> str:
+    """The shaped floor's seconds and the product's multiple of it (n/a in results from before it existed)."""
+    shaped = row.get("shaped", {}).get(step)
+    return "n/a" if shaped is None else f"{seconds(shaped)} ({ratio(row['product'][step], shaped)})"
+
+
+STEPS = ("up", "preview", "refresh")
 HEADER = ("| N (tables) | `up`: product / floor = ratio | preview | preview --refresh "
-          "| SQL script: apply / read | provider DB time in `up` (x SQL apply) |")
+          "| SQL script: apply / read | provider DB time in `up` (x SQL apply) "
+          "| shaped floor `up` (product x) | shaped preview | shaped preview --refresh |")
 
 
 def markdown(server: str, rows: list[dict]) -> str:
     """One server's results as a markdown table (printed, and pasted into the README)."""
-    lines = [f"**{server}**", "", HEADER, "|---|---|---|---|---|---|"]
+    lines = [f"**{server}**", "", HEADER, "|---" * HEADER.count(" | ") + "|---|"]
     for row in rows:
         db = row["provider_db"]["up"]
         db_cell = "n/a" if db is None else f"{seconds(db['seconds'])} ({ratio(db['seconds'], row['sql']['apply'])})"
         lines.append(f"| {row['n']} ({row['tables']}) | {_pair(row, 'up')} | {_pair(row, 'preview')} "
                      f"| {_pair(row, 'refresh')} | {seconds(row['sql']['apply'])} / {seconds(row['sql']['read'])} "
-                     f"| {db_cell} |")
+                     f"| {db_cell} | " + " | ".join(_shaped(row, step) for step in STEPS) + " |")
     return "\n".join(lines)

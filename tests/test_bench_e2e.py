@@ -28,8 +28,13 @@ def test_bench_smoke_n4(tsdb_dsn: str, tmp_path: Path) -> None:
     assert "| N (tables) | `up`: product / floor = ratio |" in proc.stdout, proc.stdout
     (row,) = json.loads(out.read_text())["servers"]["given"]
     assert (row["n"], row["tables"], row["split"]) == (4, 1, [4])
-    for side in ("product", "floor"):
+    # Each stack's previews ran with --expect-no-changes (a change fails the bench): the shaped floor's too.
+    for side in ("product", "floor", "shaped"):
         assert all(row[side][step] > 0 for step in ("up", "preview", "refresh")), row
+        assert len(row[side]["preview_runs"]) == len(row[side]["refresh_runs"]) == 1, row
+    assert row["shaped_resources"] == 4, row
+    assert min(row["shaped_shape"]["properties"]) > 0 and min(row["shaped_shape"]["input_bytes"]) > 0, row
+    assert "| shaped floor `up` (product x) |" in proc.stdout, proc.stdout
     assert row["sql"]["apply"] > 0 and row["sql"]["read"] > 0, row
     up = row["provider_db"]["up"]
     assert up is None or up["operations"] >= 4, row  # n/a until the provider writes LIFECYCLE_DB_TIMING
