@@ -121,18 +121,18 @@ class PolicyProvider(LifecycleProvider):
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         args = self._args(news)
         with self.session(news) as (conn, _info):
-            target, declared, _actual, claim, ops = self._plan(conn, args, news)
+            target, declared, _actual, claim, ops = self._plan(conn, args, news, preview=True)
         # The schedule as read() reports it (the user's spelling, else the default): a refresh then gives back the
         # same inputs, and the engine need not rewrite its snapshot for this resource (see _settled).
         return {"hypertable": target.table.qualified, **self._values(declared), "duplicate_job_ids": [],
                 "schedule_interval": args.schedule_interval, "max_runtime": args.max_runtime,
                 "retry_period": args.retry_period, "planned_operations": described([*filter(None, [claim]), *ops])}
 
-    def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> tuple[
+    def _plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], *, preview: bool) -> tuple[
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
-        """What up does, computed the same way at preview (check) and at apply."""
+        """What up does, computed the same way at preview (check: `preview`) and at apply."""
         from ..reconcile import caggs, catalog, jobs
-        catalog.bundle(conn, self._reads(conn, args, props))
+        catalog.bundle(conn, self._reads(conn, args, props, preview=preview))
         with caggs.aggregates_read_once():
             target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
@@ -141,10 +141,11 @@ class PolicyProvider(LifecycleProvider):
         claim = self.claim_for(conn, self._object(target.table), what, bool(actual), props)
         return target, declared, actual, claim, [*notices, *self._job_plan(conn, args, props, declared, actual)]
 
-    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> list[catalog.Read]:
+    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], *,
+               preview: bool) -> list[catalog.Read]:
         """The reads a plan makes of a hypertable, in one statement (catalog.bundle): whether the name is an
-        aggregate or read by one, the table, its jobs, the owner, and at check the dimension its impact needs."""
-        from psycopg import pq
+        aggregate or read by one, the table, its jobs, the owner, and at check (`preview`) the dimension its
+        impact needs."""
         from ..reconcile import caggs, catalog, impact, jobs, ownership
         try:
             table = TableName.parse(args.hypertable)
@@ -152,7 +153,7 @@ class PolicyProvider(LifecycleProvider):
             return []  # refused by the target's own read
         reads = [caggs.near_read(table), catalog.snapshot_read(conn, table), jobs.jobs_read(self.kind_spec, table),
                  ownership.owner_read(conn, self._object(table))]
-        if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        if preview:
             reads.append(impact.dimension_read(table))  # the preview states the impact (stated_impact)
         return [r for r in reads if r is not None]
 
@@ -198,7 +199,7 @@ class PolicyProvider(LifecycleProvider):
         args = self._args(props)
         with self.session(props) as (conn, info), conn.transaction():
             lock_table(conn, TableName.parse(args.hypertable))
-            target, declared, actual, claim, ops = self._plan(conn, args, props)
+            target, declared, actual, claim, ops = self._plan(conn, args, props, preview=False)
             for op in ops:
                 jobs.execute(op, conn, info)
             done: list[Any] = [*filter(None, [claim]), *ops]

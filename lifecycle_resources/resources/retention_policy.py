@@ -58,11 +58,12 @@ class RetentionPolicyProvider(PolicyProvider):
                                  "bigint) time columns (not yet uuid time)", "no archive= on this table")
         return target, state, notices
 
-    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any]) -> list[catalog.Read]:
+    def _reads(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], *,
+               preview: bool) -> list[catalog.Read]:
         from ..reconcile import archive_retention
         project, stack, _ = registration_scope(props)
         store = archive_retention.store_read(conn, project, stack, args.resource_name)
-        return [*super()._reads(conn, args, props), *([store] if store is not None else [])]
+        return [*super()._reads(conn, args, props, preview=preview), *([store] if store is not None else [])]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
                   actual: list[jobs.JobState]) -> list[Any]:
