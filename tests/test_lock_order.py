@@ -1,7 +1,8 @@
 """An apply reads the table under the table's lock (reconcile.locks.lock_table), never before it: while another
 apply holds the lock and changes the table, a waiting create must act on the table as that one left it, not on
-what it saw before it waited. Another client's transaction stays open while the create waits: native only (the
-embedded server serves one client at a time)."""
+what it saw before it waited. Each test fails with its resource's read moved before the lock (CompressionSettings,
+Hypertable, CompressionPolicy, RetentionPolicy, ReorderPolicy, ContinuousAggregate). Another client's transaction
+stays open while the create waits: native only (the embedded server serves one client at a time)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from lifecycle_resources import CompressionSettingsProvider
+from lifecycle_resources import (CompressionPolicyProvider, CompressionSettingsProvider, ContinuousAggregateProvider,
+                                 ReorderPolicyProvider, RetentionPolicyProvider)
 from lifecycle_resources.errors import InputError
 from lifecycle_resources.identifiers import TableName
 from lifecycle_resources.reconcile.locks import lock_table
 from tests.conftest import sql_run
+from tests.test_cagg_provider import QUERY, declared, refresh_jobs
 from tests.test_archive_hold_race import in_thread
-from tests.test_policy_providers import checked, hypertable, make, settings_of
+from tests.test_hypertable_provider import inputs, interval_of, make_table, provider
+from tests.test_policy_providers import checked, hypertable, jobs_of, make, settings_of
+from tests.test_reorder import decl, reorder_jobs, table_with_indexes
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.native_only("a second client holds the table's lock while the create waits: the embedded "
@@ -86,3 +91,58 @@ def test_compression_settings_create_refuses_a_column_dropped_while_it_waited(ts
     assert "no such column" in str(refused.value)
     assert sql_run(tsdb_dsn, "SELECT compression_enabled FROM timescaledb_information.hypertables "
                              "WHERE hypertable_schema = %s", (schema,)) == [(False,)]
+
+
+@pytest.mark.parametrize(("kind", "window_key", "add"), [
+    (CompressionPolicyProvider, "compress_after", "add_compression_policy"),
+    (RetentionPolicyProvider, "drop_after", "add_retention_policy")])
+def test_policy_create_reads_the_jobs_under_the_table_lock(tsdb_dsn: str, schema: str, kind: type, window_key: str,
+                                                           add: str) -> None:
+    table = hypertable(tsdb_dsn, schema, rows=10, compress=True)
+    p = make(kind, tsdb_dsn)
+    news = checked(p, {}, {"hypertable": table, window_key: "7 days", "resource_name": "p"})
+    # While the create waits, another apply adds the table's policy with another window.
+    outs = while_locked(tsdb_dsn, TableName.parse(table), lambda: p.create(news).outs,
+                        f"SELECT {add}('\"{schema}\".ticks'::regclass, interval '3 days')")
+    # The create adopted and altered that job instead of adding a second one (or failing on it).
+    assert outs["adopted"] is True, outs["last_operations"]
+    found = jobs_of(tsdb_dsn, schema)
+    assert [j[0] for j in found] == [outs["job_id"]] and found[0][3][window_key] == "7 days", found
+
+
+def test_hypertable_create_reads_the_table_under_its_lock(tsdb_dsn: str, schema: str) -> None:
+    table = make_table(tsdb_dsn, schema, rows=10)
+    p = provider(tsdb_dsn)
+    news = checked(p, {}, inputs(table))
+    # While the create waits, another apply makes the table a hypertable with another chunk interval.
+    outs = while_locked(tsdb_dsn, TableName.parse(table), lambda: p.create(news).outs,
+                        f"SELECT create_hypertable('\"{schema}\".ticks'::regclass, by_range('ts', interval '2 days'), "
+                        "migrate_data => true)")
+    # The create adopted that hypertable and set the declared interval, rather than creating it again.
+    assert outs["adopted"] is True, outs.get("last_operations")
+    assert interval_of(tsdb_dsn, schema) == "1 day"
+
+
+def test_reorder_policy_create_reads_the_jobs_under_the_table_lock(tsdb_dsn: str, schema: str) -> None:
+    table = table_with_indexes(tsdb_dsn, schema)
+    p = make(ReorderPolicyProvider, tsdb_dsn)
+    news = checked(p, {}, decl(table))
+    # While the create waits, another apply adds the table's reorder policy on another index.
+    outs = while_locked(tsdb_dsn, TableName.parse(table), lambda: p.create(news).outs,
+                        f"SELECT add_reorder_policy('\"{schema}\".ticks'::regclass, 'ticks_ts_idx')")
+    # The create adopted and altered that job instead of adding a second one (or failing on it).
+    assert outs["adopted"] is True, outs["last_operations"]
+    assert [r[:2] for r in reorder_jobs(tsdb_dsn, schema)] == [(outs["job_id"], "ticks_symbol_ts")]
+
+
+def test_cagg_create_reads_the_view_under_its_lock(tsdb_dsn: str, schema: str) -> None:
+    hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    news = checked(p, {}, declared(schema))
+    # While the create waits, another apply creates the aggregate.
+    outs = while_locked(tsdb_dsn, TableName(schema, "ohlcv"), lambda: p.create(news).outs,
+                        f'CREATE MATERIALIZED VIEW "{schema}".ohlcv WITH (timescaledb.continuous) AS '
+                        + QUERY.format(table=f'"{schema}".ticks') + " WITH NO DATA")
+    # The create adopted it (and added its refresh policy) rather than creating it again.
+    assert outs["adopted"] is True, outs["last_operations"]
+    assert len(refresh_jobs(tsdb_dsn, schema)) == 1
