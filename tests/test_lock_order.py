@@ -146,3 +146,19 @@ def test_cagg_create_reads_the_view_under_its_lock(tsdb_dsn: str, schema: str) -
     # The create adopted it (and added its refresh policy) rather than creating it again.
     assert outs["adopted"] is True, outs["last_operations"]
     assert len(refresh_jobs(tsdb_dsn, schema)) == 1
+
+
+def test_cagg_create_reads_its_sources_retention_under_the_sources_lock(tsdb_dsn: str, schema: str) -> None:
+    """The aggregate's overlap check reads the source's retention job: under the source's lock, which a
+    RetentionPolicy's apply holds while it adds that job (it reads the aggregates under that lock only)."""
+    table = hypertable(tsdb_dsn, schema)
+    p = make(ContinuousAggregateProvider, tsdb_dsn)
+    news = checked(p, {}, declared(schema))  # refresh from 2 days ago
+    # While the create waits, another apply adds a retention on the source that drops inside the refresh window.
+    with pytest.raises(InputError) as refused:
+        while_locked(tsdb_dsn, TableName.parse(table), lambda: p.create(news),
+                     f"SELECT add_retention_policy('\"{schema}\".ticks'::regclass, interval '1 day')")
+    assert (refused.value.field, refused.value.value) == ("refresh_policy.start_offset", "2 days"), refused.value
+    assert "drops chunks older than 1 day" in str(refused.value)
+    assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+                             "WHERE view_schema = %s", (schema,)) == [(0,)]

@@ -207,6 +207,12 @@ class ContinuousAggregateProvider(LifecycleProvider):
             with conn.transaction():
                 lock_table(conn, view)
                 declared, actual, claim, ops = self._plan(conn, info, args, props)
+                if declared.refresh is not None and declared.source is not None:
+                    # The source's retention job, read again under the source's lock: a RetentionPolicy's apply
+                    # holds it while it adds one (and reads the aggregates under it only). View, then source; only
+                    # a PolicyGuard takes two locks (name order), after its tables' resources in a program.
+                    lock_table(conn, TableName.parse(declared.source))
+                    self._check_retention(conn, args, declared)
                 for op in ops:
                     if not isinstance(op, caggs.Refresh):
                         caggs.execute(op, conn, info)
