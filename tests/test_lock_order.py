@@ -100,7 +100,8 @@ def test_policy_create_reads_the_jobs_under_the_table_lock(tsdb_dsn: str, schema
                                                            add: str) -> None:
     table = hypertable(tsdb_dsn, schema, rows=10, compress=True)
     p = make(kind, tsdb_dsn)
-    news = checked(p, {}, {"hypertable": table, window_key: "7 days", "resource_name": "p"})
+    # Named per kind: with the lifecycle schema, a name is registered as one kind of policy (per stack).
+    news = checked(p, {}, {"hypertable": table, window_key: "7 days", "resource_name": f"lock_order_{window_key}"})
     # While the create waits, another apply adds the table's policy with another window.
     outs = while_locked(tsdb_dsn, TableName.parse(table), lambda: p.create(news).outs,
                         f"SELECT {add}('\"{schema}\".ticks'::regclass, interval '3 days')")
