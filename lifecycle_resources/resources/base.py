@@ -35,11 +35,16 @@ DESTRUCTIVE = "DESTRUCTIVE: "
 WRITES = frozenset({"create", "update", "delete"})
 
 
-def internals(kind: str, resource_name: str, **extra: Any) -> dict[str, Any]:
-    """The bookkeeping inputs every lifecycle resource sends: its name and its owner identity."""
-    return {"resource_name": resource_name,
-            "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(), "resource_type": kind,
-                      "resource_name": resource_name}, **extra}
+def internals(kind: str, resource_name: str, **extra: Any) -> asyncio.Future[str | dict[str, Any]]:
+    """The bookkeeping inputs every lifecycle resource sends: its name, its owner identity and `extra`, packed as
+    its state holds them (pack()) once the values computed after the program body (later_input) are known."""
+    values = {"resource_name": resource_name,
+              "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(), "resource_type": kind,
+                        "resource_name": resource_name}, **extra}
+
+    async def packed() -> str | dict[str, Any]:
+        return pack({k: await v if isinstance(v, asyncio.Future) else v for k, v in values.items()})
+    return asyncio.ensure_future(packed())
 
 
 def unfold(props: Mapping[str, Any] | None) -> dict[str, Any]:
