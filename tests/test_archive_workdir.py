@@ -47,3 +47,18 @@ def test_unit_sweep_removes_the_scratch_of_a_killed_run_only(tmp_path: Path) -> 
     os.utime(legacy, (stamp, stamp))
     assert sweep(tmp_path, legacy_age=3600) == [legacy]
     assert list(tmp_path.iterdir()) == [unrelated]
+
+
+def test_unit_sweep_removes_a_killed_runs_scratch_it_had_not_locked_yet(tmp_path: Path) -> None:
+    """Killed between creating its directory and locking it (CI caught one: a parallel export killed with its run):
+    its pid is gone, so the next run removes it at once instead of a minute later; a live pid's waits."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"lifecycle-archive-{int(gone.stdout)}-abc123"
+    dead.mkdir()
+    live = tmp_path / f"lifecycle-archive-{os.getpid()}-def456"  # this process: between mkdtemp and its lock
+    live.mkdir()
+    assert sweep(tmp_path) == [dead]
+    assert list(tmp_path.iterdir()) == [live]
+    stamp = time.time() - 120
+    os.utime(live, (stamp, stamp))
+    assert sweep(tmp_path) == [live]  # past the minute a run takes to lock: abandoned, whoever has that pid now

@@ -11,7 +11,7 @@ import pytest
 
 from lifecycle_resources import CompressionPolicy, Hypertable, RetentionPolicy
 from lifecycle_resources.resources import registry
-from lifecycle_resources.resources.base import INTERNAL
+from lifecycle_resources.resources.base import INTERNAL, unfold
 
 
 
@@ -51,7 +51,8 @@ def test_program_nested_inputs_add_no_tracked_outputs(mocks: Recorder, monkeypat
         return pulumi.Output.all(ht.urn, cp.urn)
 
     program()
-    peers = {name: mocks.inputs[name][INTERNAL]["peers"] for name in ("r", "t", "c")}
+    peers = {name: unfold(mocks.inputs[name])["peers"] for name in ("r", "t", "c")}
+    assert all(isinstance(mocks.inputs[name][INTERNAL], str) for name in ("r", "t", "c"))  # sent packed
     assert peers["r"] == {"time_column": "ts", "compress_after": "7 days", "drop_after": "30 days"}
     assert peers["c"] == peers["r"] == peers["t"]
     # What is left is the SDK's own: an Output per property the resource exposes, its urn and id, registration

@@ -17,8 +17,8 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from .base import INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options, \
-    secret, secret_input
+from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
+                   resource_options, secret, secret_input)
 from .output_tracking import untracked
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class CleanupRule(Resource, module="timescale", name="CleanupRule"):
             "table": name, "orphans_of": list(orphans_of) if orphans_of is not None else None, "invalid": invalid,
             "grace": grace, "time_column": time_column, "action": action, "dsn": secret_input(dsn),
             "rule": None, "matches": None, "planned_operations": None, "last_operations": None,
-            INTERNAL: internals(KIND, resource_name, peers=later(lambda: registry.peers_of(name))),
+            INTERNAL: internals(KIND, resource_name, peers=later_input(lambda: registry.peers_of(name))),
         }
         deps = later(lambda: [r for t in (name, parent, "lifecycle.cleanup_operations")
                               for r in registry.depends_on_peers(t, "Hypertable")] + (

@@ -42,8 +42,8 @@ def _abandoned(path: Path, legacy_age: float | None) -> bool:
         fd = os.open(path / OWNER, os.O_RDWR)
     except FileNotFoundError:
         age = time.time() - path.stat().st_mtime
-        if _PID.match(path.name):  # its run locks it right after creating it, or died in between
-            return age > _UNLOCKED_AGE
+        if found := _PID.match(path.name):  # its run locks it right after creating it, or died in between
+            return age > _UNLOCKED_AGE or not _alive(int(found.group(1)))
         return legacy_age is not None and age > legacy_age
     except PermissionError:
         return False  # another user's run
@@ -53,6 +53,17 @@ def _abandoned(path: Path, legacy_age: float | None) -> bool:
         return False
     finally:
         os.close(fd)  # the lock (if taken) goes with it; a dead owner never takes it back
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that pid exists (a reused pid counts: then the directory waits for its age)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 
