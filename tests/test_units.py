@@ -167,3 +167,30 @@ def test_pydantic_failures_never_echo_the_dsn_or_the_inputs() -> None:
     failures = {f.property: f.reason for f in pydantic_failures(info.value, None)}
     assert failures["chunk_interval"] == "chunk_interval=7: Input should be a valid string"
     assert failures["segment_by.1"] == "segment_by.1=1: Input should be a valid string"
+
+
+class _OtherMapping(dict):
+    """Not a dict by exact type: walked by the general path."""
+
+
+@pytest.mark.parametrize("value, unknown", [
+    ("04da6b54-80e4-46f7-96ec-b56ff0331ba9", True), ("7 days", False), ("", False), (0, False), (1.5, False),
+    (True, False), (None, False), ({"a": 1, "b": ["x", {"c": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}]}, True),
+    ({"a": 1, "b": ["x", {"c": None}]}, False), (["a", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"], True),
+    (("a", 2), False), (_OtherMapping(k="04da6b54-80e4-46f7-96ec-b56ff0331ba9"), True), (_OtherMapping(k=1), False),
+    ([], False), ({}, False)])
+def test_units_is_unknown_walks_every_container(value: object, unknown: bool) -> None:
+    """is_unknown's exact-type fast paths answer as the general walk does (rpc.UNKNOWN anywhere inside)."""
+    from pulumi.runtime import rpc
+
+    from lifecycle_resources.resources.base import is_unknown
+    assert rpc.UNKNOWN == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    assert is_unknown(value) is unknown
+
+
+def test_units_parse_version_cached_gives_equal_values() -> None:
+    """parse_version is cached (every session() checks the version): equal texts, equal tuples; each its own."""
+    from lifecycle_resources.reconcile.catalog import parse_version
+    assert parse_version("2.26.0") == parse_version("2.26.0") == (2, 26, 0)
+    assert parse_version("2.23.1-dev") == (2, 23, 1) and parse_version("0") == (0,)
+    assert ServerInfo(timescaledb_version="2.26.0", license=None, extension_schema=None).version_tuple == (2, 26, 0)
