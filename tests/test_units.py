@@ -194,3 +194,22 @@ def test_units_parse_version_cached_gives_equal_values() -> None:
     assert parse_version("2.26.0") == parse_version("2.26.0") == (2, 26, 0)
     assert parse_version("2.23.1-dev") == (2, 23, 1) and parse_version("0") == (0,)
     assert ServerInfo(timescaledb_version="2.26.0", license=None, extension_schema=None).version_tuple == (2, 26, 0)
+
+
+def test_units_resource_options_without_the_users_as_merged() -> None:
+    """resource_options() skips merge() when the user gave no options: the same options result (secret dsn, the
+    dependencies, delete_before_replace), and the user's, when given, are still merged with ours."""
+    import pulumi
+
+    from lifecycle_resources.resources.base import resource_options
+    deps: list[pulumi.Resource] = []  # (a Resource needs a running program; the list is passed through as is)
+    ours = resource_options(None, depends_on=deps, delete_before_replace=True)
+    merged = pulumi.ResourceOptions.merge(None, pulumi.ResourceOptions(
+        additional_secret_outputs=["dsn"], depends_on=deps, delete_before_replace=True))
+    assert (ours.additional_secret_outputs, ours.depends_on, ours.delete_before_replace, ours.protect,
+            ours.provider, ours.parent, ours.ignore_changes) == (
+        merged.additional_secret_outputs, merged.depends_on, merged.delete_before_replace, merged.protect,
+        merged.provider, merged.parent, merged.ignore_changes) == (["dsn"], [], True, None, None, None, None)
+    assert resource_options(None).depends_on == [] and resource_options(None).delete_before_replace is None
+    users = resource_options(pulumi.ResourceOptions(protect=True, additional_secret_outputs=["x"]), depends_on=deps)
+    assert (users.protect, users.additional_secret_outputs, users.depends_on) == (True, ["x", "dsn"], deps)
