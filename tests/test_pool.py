@@ -216,3 +216,61 @@ def test_catalog_cache_reads_aggregates_and_dimensions_once_per_schema(tsdb_dsn:
     # One query per reader for the whole schema (aggregates, aggregates by source, dimensions), plus what only
     # the aggregate needs (its definition and its refresh policy), which is not shared: it is one object.
     assert (first.statements, again.statements) == (3 + 2, 2)
+
+
+def test_catalog_present_absent_shared_within_a_command_then_seen(tsdb_dsn: str, schema: str, pooling: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where reads are shared (a preview or refresh), "absent" is asked once for every resource of the moment (each
+    RetentionPolicy asks whether the lifecycle schema's declarations exist), and, like every shared read, for
+    CACHE_SECONDS at most and never past a write of this process: an object created by hand is then seen."""
+    asked: list[bool] = []
+    what = f"{schema}.later"
+
+    def probe(conn: psycopg.Connection) -> bool:
+        found = bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".later',)).fetchone()[0])
+        asked.append(found)
+        return found
+
+    def present() -> bool:
+        with pooled(tsdb_dsn, catalog.server_info) as conn, catalog.bundle_scope():
+            return catalog.present(conn, what, lambda: probe(conn), created_here=False)
+
+    assert [present() for _ in range(3)] == [False] * 3
+    assert asked == [False]  # one round trip, not one per resource
+    pool.close_all()
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".later (v int)')  # by hand, during the "command"
+    with catalog.writing():  # any write of this process drops what was shared
+        pass
+    assert present() and asked == [False, True]
+    monkeypatch.setattr(catalog, "_written", False)  # a new preview
+    monkeypatch.setattr(catalog, "CACHE_SECONDS", 0.0)
+    other = f"{schema}.other"
+    with pooled(tsdb_dsn, catalog.server_info) as conn:
+        assert not catalog.present(conn, other, lambda: False)
+        assert catalog.present(conn, other, lambda: True)  # not served from an expired "no"
+
+
+def test_catalog_bundle_composes_no_reads_where_none_are_fetched(tsdb_dsn: str, schema: str, pooling: None) -> None:
+    """bundle() given a function: where reads are shared (a preview), the reads are not even composed; inside a
+    transaction they are fetched as from a list, in one statement."""
+    from lifecycle_resources.db import metering
+
+    table = TableName(schema, "t")
+    sql_run(tsdb_dsn, f'CREATE TABLE "{schema}".t (ts timestamptz NOT NULL)')
+    composed: list[int] = []
+
+    def reads(conn: psycopg.Connection) -> list[catalog.Read]:
+        composed.append(1)
+        return [catalog.snapshot_read(conn, table), catalog.snapshot_read(conn, TableName(schema, "missing"))]
+
+    with pooled(tsdb_dsn, catalog.server_info) as conn:
+        with catalog.bundle_scope():
+            catalog.bundle(conn, lambda: reads(conn))
+        assert composed == []
+        with conn.transaction(), catalog.bundle_scope():
+            with metering.metered() as meter:
+                catalog.bundle(conn, lambda: reads(conn))
+                snap = catalog.table_snapshot(conn, table)
+                missing = catalog.table_snapshot(conn, TableName(schema, "missing"))
+    assert composed == [1] and meter.statements == 1
+    assert snap is not None and [c.name for c in snap.columns] == ["ts"] and missing is None

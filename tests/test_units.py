@@ -167,3 +167,49 @@ def test_pydantic_failures_never_echo_the_dsn_or_the_inputs() -> None:
     failures = {f.property: f.reason for f in pydantic_failures(info.value, None)}
     assert failures["chunk_interval"] == "chunk_interval=7: Input should be a valid string"
     assert failures["segment_by.1"] == "segment_by.1=1: Input should be a valid string"
+
+
+class _OtherMapping(dict):
+    """Not a dict by exact type: walked by the general path."""
+
+
+@pytest.mark.parametrize("value, unknown", [
+    ("04da6b54-80e4-46f7-96ec-b56ff0331ba9", True), ("7 days", False), ("", False), (0, False), (1.5, False),
+    (True, False), (None, False), ({"a": 1, "b": ["x", {"c": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}]}, True),
+    ({"a": 1, "b": ["x", {"c": None}]}, False), (["a", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"], True),
+    (("a", 2), False), (_OtherMapping(k="04da6b54-80e4-46f7-96ec-b56ff0331ba9"), True), (_OtherMapping(k=1), False),
+    ([], False), ({}, False)])
+def test_units_is_unknown_walks_every_container(value: object, unknown: bool) -> None:
+    """is_unknown's exact-type fast paths answer as the general walk does (rpc.UNKNOWN anywhere inside)."""
+    from pulumi.runtime import rpc
+
+    from lifecycle_resources.resources.base import is_unknown
+    assert rpc.UNKNOWN == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    assert is_unknown(value) is unknown
+
+
+def test_units_parse_version_cached_gives_equal_values() -> None:
+    """parse_version is cached (every session() checks the version): equal texts, equal tuples; each its own."""
+    from lifecycle_resources.reconcile.catalog import parse_version
+    assert parse_version("2.26.0") == parse_version("2.26.0") == (2, 26, 0)
+    assert parse_version("2.23.1-dev") == (2, 23, 1) and parse_version("0") == (0,)
+    assert ServerInfo(timescaledb_version="2.26.0", license=None, extension_schema=None).version_tuple == (2, 26, 0)
+
+
+def test_units_resource_options_without_the_users_as_merged() -> None:
+    """resource_options() skips merge() when the user gave no options: the same options result (secret dsn, the
+    dependencies, delete_before_replace), and the user's, when given, are still merged with ours."""
+    import pulumi
+
+    from lifecycle_resources.resources.base import resource_options
+    deps: list[pulumi.Resource] = []  # (a Resource needs a running program; the list is passed through as is)
+    ours = resource_options(None, depends_on=deps, delete_before_replace=True)
+    merged = pulumi.ResourceOptions.merge(None, pulumi.ResourceOptions(
+        additional_secret_outputs=["dsn"], depends_on=deps, delete_before_replace=True))
+    assert (ours.additional_secret_outputs, ours.depends_on, ours.delete_before_replace, ours.protect,
+            ours.provider, ours.parent, ours.ignore_changes) == (
+        merged.additional_secret_outputs, merged.depends_on, merged.delete_before_replace, merged.protect,
+        merged.provider, merged.parent, merged.ignore_changes) == (["dsn"], [], True, None, None, None, None)
+    assert resource_options(None).depends_on == [] and resource_options(None).delete_before_replace is None
+    users = resource_options(pulumi.ResourceOptions(protect=True, additional_secret_outputs=["x"]), depends_on=deps)
+    assert (users.protect, users.additional_secret_outputs, users.depends_on) == (True, ["x", "dsn"], deps)

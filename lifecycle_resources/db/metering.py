@@ -70,6 +70,11 @@ class MeteredCursor(psycopg.Cursor[Any]):
 _write_lock = threading.Lock()
 
 
+def enabled() -> bool:
+    """Whether provider operations are timed ($LIFECYCLE_DB_TIMING names a file)."""
+    return bool(os.environ.get(TIMING_ENV))
+
+
 @contextmanager
 def operation(op: str, kind: str, resource: str | None) -> Iterator[None]:
     """Meter one provider operation and append its line to $LIFECYCLE_DB_TIMING (nothing when unset):

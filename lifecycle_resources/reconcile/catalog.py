@@ -10,6 +10,7 @@ delete): see per_schema(). Reads inside a transaction (apply, under the table's 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -51,7 +52,9 @@ class ServerInfo(BaseModel):
         return sql.Identifier(self.extension_schema or "public", name)
 
 
+@functools.lru_cache(maxsize=64)
 def parse_version(text: str) -> tuple[int, ...]:
+    """Pure, so kept: every session() checks the server's version (require_timescaledb)."""
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
@@ -319,7 +322,11 @@ def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, c
     absent = (key[0], "absent", what)
     if scope is not None and absent in scope:
         return False
-    found = probe()
+    # Of what no caller creates (`created_here` False: the lifecycle schema's objects, made by LifecycleSchema's own
+    # create), an answer is shared like any read where reads are shared (a preview or refresh, before any write of
+    # this process: cached()), for CACHE_SECONDS at most: each RetentionPolicy asks whether the lifecycle schema's
+    # declarations exist, and a stack without that schema paid one round trip per policy for the same "no".
+    found = probe() if created_here else cached(conn, "present", what, probe)
     if scope is not None and not found:
         scope[absent] = []
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -364,15 +371,19 @@ def bundle_scope() -> Iterator[None]:
         _bundles.reset(token)
 
 
-def bundle(conn: psycopg.Connection, reads: list[Read],
+def bundle(conn: psycopg.Connection, reads: list[Read] | Callable[[], list[Read]],
            write: tuple[sql.Composable, tuple[Any, ...]] | None = None) -> None:
     """Run `reads` as one statement (each a LEFT JOIN LATERAL of the others, its rows numbered), for the readers
     of the enclosing bundle_scope(). Each query keeps its own parsing: its columns come back as they would alone.
     Without a scope, or when reads are shared per schema (a preview), nothing is fetched: each reader asks alone.
     `write` (an INSERT, in the caller's transaction) runs first, in the same statement as a data-modifying WITH,
-    always exactly once; the reads do not see its row (they read other tables)."""
+    always exactly once; the reads do not see its row (they read other tables). `reads` may be a function giving
+    them: then they are not even composed where nothing would be fetched (every resource of a preview)."""
     found = _bundles.get()
-    if found is None or shared_reads(conn) or len(reads) < (1 if write else 2):
+    fetching = found is not None and not shared_reads(conn)
+    if fetching and callable(reads):
+        reads = reads()
+    if not fetching or callable(reads) or len(reads) < (1 if write else 2):
         if write is not None:
             conn.execute(*write)
         return

@@ -68,7 +68,7 @@ class CompressionSettingsProvider(LifecycleProvider):
         from .compression_preview import worse_than_uncompressed
         args = CompressionSettingsArgs.model_validate({**news, "peers": news.get("peers") or {}})
         with self.session(news) as (conn, info):
-            catalog.bundle(conn, _reads(conn, args.hypertable))
+            catalog.bundle(conn, lambda: _reads(conn, args.hypertable))
             target, declared = self._declared(conn, args)
             actual = read_settings(conn, info, target.table)
             claim = self.claim_for(conn, _object(target.table.qualified), _what(target.table.qualified),

@@ -128,7 +128,7 @@ class HypertableProvider(LifecycleProvider):
             raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
                                       args.time_column)
         with self.session(news) as (conn, _info):
-            catalog.bundle(conn, _reads(conn, TableName.parse(args.table)))
+            catalog.bundle(conn, lambda: _reads(conn, TableName.parse(args.table)))
             snap = catalog.table_snapshot(conn, TableName.parse(args.table))
             promised = (news.get("peers") or {}).get("promised")
             if snap is None and promised:

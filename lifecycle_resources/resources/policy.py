@@ -132,7 +132,7 @@ class PolicyProvider(LifecycleProvider):
             Target, jobs.JobState, list[jobs.JobState], Claim | None, list[jobs.JobOperation | jobs.Notice]]:
         """What up does, computed the same way at preview (check: `preview`) and at apply."""
         from ..reconcile import caggs, catalog, jobs
-        catalog.bundle(conn, self._reads(conn, args, props, preview=preview))
+        catalog.bundle(conn, lambda: self._reads(conn, args, props, preview=preview))
         with caggs.aggregates_read_once():
             target, declared, notices = self._declared(conn, args)
         actual = jobs.read_jobs(conn, self.kind_spec, target.table)
