@@ -52,9 +52,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from bench_cpu import CpuWatch  # noqa: E402
 from bench_noop import SHAPED_ENV  # noqa: E402
-from bench_report import (expected_objects, markdown, median, read_timing, shape, shaped_resources,  # noqa: E402
-                          split)
+from bench_report import (expected_objects, markdown, markdown_cpu, median, median_cpu, read_timing, shape,  # noqa: E402
+                          shaped_resources, split)
 
 PASSPHRASE = "bench-passphrase"  # throwaway stacks in a temporary directory; nothing secret is stored
 PULUMI_TIMEOUT = 1800
@@ -253,6 +254,7 @@ class Stack:
                  timing_dir: Path | None = None, before_up: Callable[[], None] | None = None) -> None:
         self.workdir = workdir
         self.before_up = before_up  # what the stack needs from another one's `up` before its first run
+        self.cpu: dict[str, float] = {}  # the last command's CPU seconds per process kind (bench_cpu)
         self.timing_dir = timing_dir  # where the provider writes its database time per step, if it does
         workdir.mkdir(parents=True)
         (workdir / "state").mkdir()
@@ -280,8 +282,10 @@ class Stack:
         # processes go together (killing only `pulumi` would leave its plugins running).
         proc = subprocess.Popen(cmd, cwd=self.workdir, env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        watch = CpuWatch(proc.pid)
         try:
-            output, _ = proc.communicate(timeout=PULUMI_TIMEOUT)
+            with watch:
+                output, _ = proc.communicate(timeout=PULUMI_TIMEOUT)
         except subprocess.TimeoutExpired:
             _stop_session(proc)
             raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} took over {PULUMI_TIMEOUT} s: "
@@ -290,6 +294,7 @@ class Stack:
             _stop_session(proc)
             raise
         elapsed = time.perf_counter() - start
+        self.cpu = watch.seconds()
         if proc.returncode != 0:
             out = output.strip().splitlines()
             raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} failed (exit {proc.returncode}):\n"
@@ -319,17 +324,22 @@ def measure(stacks: dict[str, Stack], repeat: int, warmup: bool) -> dict[str, di
             if warmup:
                 stack.run("preview")
         result[name]["up"] = round(stack.run("up", "--yes", "--skip-preview", env=stack.timing("up")), 3)
+        result[name]["up_cpu"] = stack.cpu
     for step, args in STEPS.items():
         runs: dict[str, list[float]] = {name: [] for name in stacks}
+        cpu: dict[str, list[dict[str, float]]] = {name: [] for name in stacks}
         for i in range(int(warmup) + repeat):
             for name, stack in stacks.items():
                 timed = i >= int(warmup)
                 seconds = stack.run(*args, env=stack.timing(step) if timed else None)
                 if timed:
                     runs[name].append(round(seconds, 3))
+                    cpu[name].append(stack.cpu)
         for name in stacks:
             result[name][step] = median(runs[name])
             result[name][f"{step}_runs"] = runs[name]
+            result[name][f"{step}_cpu"] = median_cpu(cpu[name])
+            result[name][f"{step}_cpu_runs"] = cpu[name]
     return result
 
 
@@ -488,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(markdown(server, rows[-1:]).splitlines()[-1], flush=True)
                     results["servers"][server] = rows
                     _write(out, results)  # what was measured survives a later failure
-            print("\n" + markdown(server, rows) + "\n", flush=True)
+            print("\n" + markdown(server, rows) + "\n\n" + markdown_cpu(server, rows) + "\n", flush=True)
     except BenchError as exc:
         print(f"\nbench FAILED: {exc}", file=sys.stderr)
         return 1
@@ -500,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}\n\nMarkdown (README, ## Performance):\n\nMeasured {when} on {results['machine']}; "
           f"{'warm-up runs, ' if not args.no_warmup else ''}preview and refresh: median of "
           + ", ".join(f"{repeats(n)} (N={n})" for n in ns) + ".\n")
-    print("\n\n".join(markdown(server, rows) for server, rows in results["servers"].items()))
+    print("\n\n".join(markdown(server, rows) + "\n\n" + markdown_cpu(server, rows)
+                      for server, rows in results["servers"].items()))
     return 0
 
 

@@ -144,3 +144,29 @@ def markdown(server: str, rows: list[dict]) -> str:
                      f"| {_pair(row, 'refresh')} | {seconds(row['sql']['apply'])} / {seconds(row['sql']['read'])} "
                      f"| {db_cell} | " + " | ".join(_shaped(row, step) for step in STEPS) + " |")
     return "\n".join(lines)
+
+
+def median_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per process kind, the median of the runs' CPU seconds (bench_cpu.CpuWatch.seconds())."""
+    return {kind: median([run[kind] for run in runs]) for kind in (runs[0] if runs else {})}
+
+
+CPU_KINDS = ("engine", "program", "provider", "total")
+CPU_HEADER = ("| N (tables) | step | engine CPU: product / shaped / floor | program | provider host "
+              "| all processes |")
+
+
+def _cpu(row: dict, step: str, kind: str) -> str:
+    """One kind's CPU seconds for the three stacks; n/a where a result holds none (results from before)."""
+    values = [row.get(stack, {}).get(f"{step}_cpu", {}).get(kind) for stack in ("product", "shaped", "floor")]
+    return " / ".join("n/a" if value is None else f"{value:.2f}" for value in values)
+
+
+def markdown_cpu(server: str, rows: list[dict]) -> str:
+    """One server's CPU seconds per process kind (the engine, the program, the provider host), per step."""
+    lines = [f"**{server}**, CPU seconds", "", CPU_HEADER, "|---" * CPU_HEADER.count(" | ") + "|---|"]
+    for row in rows:
+        for step in STEPS:
+            lines.append(f"| {row['n']} ({row['tables']}) | {step} | "
+                         + " | ".join(_cpu(row, step, kind) for kind in CPU_KINDS) + " |")
+    return "\n".join(lines)

@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from bench_report import (DbTiming, expected_objects, markdown, median, read_timing, shape,  # noqa: E402
-                          shaped_resources, split)
+from bench_cpu import CpuWatch, kind_of  # noqa: E402
+from bench_report import (DbTiming, expected_objects, markdown, markdown_cpu, median, median_cpu,  # noqa: E402
+                          read_timing, shape, shaped_resources, split)
 
 
 @pytest.mark.parametrize(("n", "counts"), [(4, [4]), (10, [4, 4, 2]), (13, [4, 4, 4, 1]), (100, [4] * 25),
@@ -151,3 +152,85 @@ def test_bench_shaped_provider_returns_the_product_outputs(tmp_path: Path, monke
     assert (read.id, read.outs, read.inputs) == ("s.t000", recorded["t000-c"]["outputs"],
                                                  recorded["t000-c"]["inputs"])
     bench_noop._recorded.cache_clear()
+
+
+@pytest.mark.parametrize(("argv", "kind"), [
+    (["/root/.cache/timescale-lifecycle/pulumi-v3/bin/pulumi", "preview", "--stack", "bench"], "engine"),
+    (["/repo/.venv/bin/python", "-u", "/cache/bin/pulumi-language-python-exec", "--monitor", "x"], "program"),
+    (["/repo/.venv/bin/python", "-u", "-m", "pulumi.dynamic", "127.0.0.1:4000"], "provider"),
+    (["/cache/bin/pulumi-language-python", "127.0.0.1:4000"], "other"),
+    (["/bin/sh", "/cache/bin/pulumi-resource-pulumi-python-sdk", "127.0.0.1:4000"], "other"),
+    (["bash", "/repo/bin/pulumi", "up"], "other"),  # the wrapper: its engine is the child it starts
+    ([], "other"),
+])
+def test_bench_cpu_kind_of_a_pulumi_commands_processes(argv: list[str], kind: str) -> None:
+    assert kind_of(argv) == kind
+
+
+def test_bench_cpu_watch_counts_the_sessions_processes_by_kind(tmp_path: Path) -> None:
+    """A real session: a parent (kind `other`) starting a child that runs as `-m pulumi.dynamic` would (named
+    so by a module of that name) and burns CPU; both are found and the child's CPU is the provider's."""
+    import subprocess
+
+    (tmp_path / "pulumi").mkdir()
+    (tmp_path / "pulumi" / "__init__.py").write_text("")
+    (tmp_path / "pulumi" / "dynamic.py").write_text(
+        "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end:\n    pass\n")
+    parent = ("import subprocess, sys\n"
+              "subprocess.run([sys.executable, '-u', '-m', 'pulumi.dynamic', 'x'], check=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=tmp_path, start_new_session=True)
+    with CpuWatch(proc.pid) as watch:
+        proc.wait(timeout=60)
+    seconds = watch.seconds()
+    assert proc.returncode == 0
+    assert seconds["provider"] >= 0.2, seconds  # 0.4 s burnt, read every 50 ms
+    assert seconds["engine"] == seconds["program"] == 0.0, seconds
+    assert seconds["total"] == round(sum(seconds[k] for k in ("engine", "program", "provider", "other")), 2)
+
+
+def test_bench_cpu_watch_follows_an_exec(tmp_path: Path) -> None:
+    """bin/pulumi is a shell script that execs the engine: the process is the engine's once it has."""
+    import subprocess
+
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text("sleep 0.3\nexec -a /cache/bin/pulumi " + sys.executable + " -c 'import time\n"
+                       "end = time.process_time() + 0.3\nwhile time.process_time() < end: pass'\n")
+    proc = subprocess.Popen(["bash", str(wrapper)], start_new_session=True)
+    with CpuWatch(proc.pid) as watch:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert watch.seconds()["engine"] >= 0.15, watch.seconds()
+
+
+def test_bench_cpu_watch_ignores_other_sessions() -> None:
+    import subprocess
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
+                             "while time.process_time() < end: pass"], start_new_session=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"], start_new_session=True)
+    with CpuWatch(idle.pid) as watch:
+        idle.wait(timeout=60)
+    busy.wait(timeout=60)
+    assert watch.seconds()["total"] < 0.1, watch.seconds()
+
+
+def test_bench_cpu_median_per_kind_and_markdown() -> None:
+    runs = [{"engine": 1.0, "program": 2.0, "provider": 0.5, "other": 0.0, "total": 3.5},
+            {"engine": 3.0, "program": 1.0, "provider": 0.7, "other": 0.1, "total": 4.8},
+            {"engine": 2.0, "program": 1.5, "provider": 0.6, "other": 0.0, "total": 4.1}]
+    cpu = median_cpu(runs)
+    assert cpu == {"engine": 2.0, "program": 1.5, "provider": 0.6, "other": 0.0, "total": 4.1}
+    assert median_cpu([]) == {}
+    row = _row(10, None)
+    for side in ("product", "shaped", "floor"):
+        for step in ("up", "preview", "refresh"):
+            row[side][f"{step}_cpu"] = cpu
+    del row["floor"]["refresh_cpu"]  # results from before the CPU was measured
+    lines = markdown_cpu("native", [row]).splitlines()
+    assert lines[0] == "**native**, CPU seconds"
+    assert lines[2] == ("| N (tables) | step | engine CPU: product / shaped / floor | program | provider host "
+                        "| all processes |")
+    assert lines[3].count("|") == lines[2].count("|")
+    assert lines[4] == "| 10 (3) | up | 2.00 / 2.00 / 2.00 | 1.50 / 1.50 / 1.50 | 0.60 / 0.60 / 0.60 | 4.10 / 4.10 / 4.10 |"
+    assert lines[6] == ("| 10 (3) | refresh | 2.00 / 2.00 / n/a | 1.50 / 1.50 / n/a | 0.60 / 0.60 / n/a "
+                        "| 4.10 / 4.10 / n/a |")

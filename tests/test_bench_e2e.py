@@ -32,6 +32,13 @@ def test_bench_smoke_n4(tsdb_dsn: str, tmp_path: Path) -> None:
     for side in ("product", "floor", "shaped"):
         assert all(row[side][step] > 0 for step in ("up", "preview", "refresh")), row
         assert len(row[side]["preview_runs"]) == len(row[side]["refresh_runs"]) == 1, row
+    # Each step's CPU per process kind: the engine, the program and the provider host each ran and spent some.
+    for side in ("product", "floor", "shaped"):
+        for step in ("up", "preview", "refresh"):
+            cpu = row[side][f"{step}_cpu"]
+            assert min(cpu["engine"], cpu["program"], cpu["provider"]) > 0, (side, step, cpu)
+            assert cpu["total"] >= cpu["engine"] + cpu["program"] + cpu["provider"] - 0.02, (side, step, cpu)
+    assert "| N (tables) | step | engine CPU: product / shaped / floor |" in proc.stdout, proc.stdout
     assert row["shaped_resources"] == 4, row
     assert min(row["shaped_shape"]["properties"]) > 0 and min(row["shaped_shape"]["input_bytes"]) > 0, row
     assert "| shaped floor `up` (product x) |" in proc.stdout, proc.stdout
