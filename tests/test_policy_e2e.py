@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import sql_run
@@ -27,6 +29,9 @@ if cfg.get_bool("second_retention"):
 PolicyGuard("guard")
 pulumi.export("compress_job", cp.job_id)
 pulumi.export("retention_job", rp.job_id)
+pulumi.export("retention_job_text", rp.job_id.apply(str))
+pulumi.export("compress_numbers_text",
+              pulumi.Output.all(cp.job_id, cp.max_retries).apply(lambda v: " ".join(map(str, v))))
 pulumi.export("adopted", rp.adopted)
 """
 
@@ -58,6 +63,9 @@ def test_policies_e2e_lifecycle(stack: PulumiStack, tsdb_dsn: str, schema: str) 
 
     stack.up()
     first = stack.outputs()
+    # Outputs declared on the policies' shared base class reach the program as the int they are declared.
+    assert first["retention_job_text"] == str(first["retention_job"]), first
+    assert re.fullmatch(r"\d+ -?\d+", first["compress_numbers_text"]), first
     found = jobs(tsdb_dsn, schema)
     assert found["policy_compression"][2]["compress_after"] == "7 days"
     assert found["policy_retention"][2]["drop_after"] == "30 days"
@@ -123,6 +131,7 @@ def test_policies_e2e_adopt_and_guard(stack: PulumiStack, tsdb_dsn: str, schema:
     # A policy added by hand that nobody declares: the guard reports it, up --refresh removes it.
     stack.program(PROGRAM.replace('rp = RetentionPolicy("ticks-retention", ht, drop_after=cfg.require("drop_after"))',
                                   "rp = None").replace('pulumi.export("retention_job", rp.job_id)', "")
+                  .replace('pulumi.export("retention_job_text", rp.job_id.apply(str))', "")
                   .replace('pulumi.export("adopted", rp.adopted)', ""))
     stack.up()
     assert "policy_retention" not in jobs(tsdb_dsn, schema)

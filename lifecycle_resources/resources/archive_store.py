@@ -21,6 +21,7 @@ from ..errors import InputError
 from .base import (INTERNAL, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input,
                    unwrap_secret)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 from .policy import registration_scope
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ def _operation(before: StoreRecord | None, after: StoreRecord) -> str:
            "lifecycle.archives says)"
 
 
+@typed_outputs
 class ArchiveStore(Resource, module="timescale", name="ArchiveStore"):
     """An archive for RetentionPolicy(archive=...): a local directory or an S3-compatible bucket and prefix."""
 

@@ -20,6 +20,7 @@ from ..identifiers import TableName
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     import psycopg
@@ -166,6 +167,7 @@ def _as_inputs(rule: cleanup.Rule) -> dict[str, Any]:
     return out
 
 
+@typed_outputs
 class CleanupRule(Resource, module="timescale", name="CleanupRule"):
     """Rows of `table` to clean out (by the runner, `lifecycle cleanup`): orphans of a parent table, or rows
     failing checks. Removed rows go to a quarantine (restorable) unless action="delete"."""

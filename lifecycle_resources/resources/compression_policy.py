@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from ..errors import InputError
+from .output_types import typed_outputs
 from .policy import PolicyArgs, PolicyProvider, PolicyResource
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class CompressionPolicyProvider(PolicyProvider):
         return {**checked, "planned_operations": [*checked["planned_operations"], found.compress_text()]}
 
 
+@typed_outputs
 class CompressionPolicy(PolicyResource, module="timescale", name="CompressionPolicy"):
     """Compresses a hypertable's chunks once they are older than `compress_after`."""
 

@@ -19,6 +19,7 @@ from ..identifiers import TableName
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     import psycopg
@@ -187,6 +188,7 @@ class CompressionSettingsProvider(LifecycleProvider):
             conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress = false)").format(table.ident))
 
 
+@typed_outputs
 class CompressionSettings(Resource, module="timescale", name="CompressionSettings"):
     """Compression enabled on a hypertable, with its segment-by and order-by columns."""
 

@@ -23,6 +23,7 @@ from ..identifiers import TableName
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     import psycopg
@@ -330,6 +331,7 @@ def _retention_peers() -> dict[str, Any]:
     return out
 
 
+@typed_outputs
 class ContinuousAggregate(Resource, module="timescale", name="ContinuousAggregate"):
     """A continuous aggregate (hierarchical when its query reads another one), with its refresh policy.
 

@@ -19,6 +19,7 @@ from ..identifiers import TableName
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 from .registry import depends_on_peers, peers_of
 
 if TYPE_CHECKING:
@@ -342,6 +343,7 @@ class IntegerNow:
         return {"function": self.function, "sql": self.sql}
 
 
+@typed_outputs
 class Hypertable(Resource, module="timescale", name="Hypertable"):
     """An existing table managed as a TimescaleDB hypertable.
 

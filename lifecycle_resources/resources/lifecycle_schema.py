@@ -17,6 +17,7 @@ from . import registry
 from ..errors import InputError
 from .base import INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, internals, resource_options, secret, secret_input
 from .output_tracking import untracked
+from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     from ..db import migrations
@@ -110,6 +111,7 @@ class LifecycleSchemaProvider(LifecycleProvider):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(migrations.SCHEMA)))
 
 
+@typed_outputs
 class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
     """The lifecycle schema. Declare it before the resources that act on its tables."""
 

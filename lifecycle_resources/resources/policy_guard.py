@@ -22,6 +22,7 @@ from ..identifiers import TableName
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, resource_options,
                    secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,6 +186,7 @@ def declared_jobs(tables: list[str] | None) -> dict[str, list[str]]:
     return {t: sorted(DECLARED[k] for k in registry.declared_kinds(t) if k in DECLARED) for t in managed}
 
 
+@typed_outputs
 class PolicyGuard(Resource, module="timescale", name="PolicyGuard"):
     """Guards every hypertable the program manages against jobs added by hand; declare it anywhere."""
 

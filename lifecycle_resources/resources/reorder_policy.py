@@ -21,6 +21,7 @@ from ..reconcile.declared import Peers
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
+from .output_types import typed_outputs
 from .registry import depends_on_peers, peers_of, target_of
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ def _presented(actual: reorder.ReorderState, props: dict[str, Any]) -> reorder.R
     return actual.model_copy(update=update)
 
 
+@typed_outputs
 class ReorderPolicy(Resource, module="timescale", name="ReorderPolicy"):
     """Reorders a hypertable's chunks by `index` (add_reorder_policy), on TimescaleDB's schedule or the one given."""
 

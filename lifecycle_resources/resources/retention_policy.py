@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from ..errors import InputError
+from .output_types import typed_outputs
 from .policy import PolicyArgs, PolicyProvider, PolicyResource, registration_scope
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class RetentionPolicyProvider(PolicyProvider):
         return {**checked, "planned_operations": [*checked["planned_operations"], found.drop_text()]}
 
 
+@typed_outputs
 class RetentionPolicy(PolicyResource, module="timescale", name="RetentionPolicy"):
     """Drops a hypertable's chunks once they are older than `drop_after`."""
 
