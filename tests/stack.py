@@ -113,6 +113,23 @@ class PulumiStack:
         """The raw stack state as stored by the backend (to check that secrets stay encrypted)."""
         return self.run("stack", "export").out
 
+    def inputs(self) -> dict[str, dict]:
+        """Each dynamic resource's inputs as the state holds them, by URN."""
+        self.run("stack", "export", "--file", str(self.workdir / "export.json"))
+        exported = json.loads((self.workdir / "export.json").read_text())
+        return {r["urn"]: r.get("inputs") or {} for r in exported["deployment"]["resources"]
+                if r["type"].startswith("pulumi-python:dynamic")}
+
+    def refresh_rewrites(self) -> set[tuple[str, str]]:
+        """(resource name, input) of every input a `pulumi refresh` changes in the state. Inputs that differ from
+        the checked ones make the engine serialise the whole snapshot again per resource in the next preview."""
+        before = self.inputs()
+        self.run("refresh", "--yes", "--skip-preview")
+        after = self.inputs()
+        return {(urn.rsplit("::", 1)[-1], key) for urn in before.keys() | after.keys()
+                for key in before.get(urn, {}).keys() | after.get(urn, {}).keys()
+                if before.get(urn, {}).get(key) != after.get(urn, {}).get(key)}
+
     def cleanup(self) -> None:
         if self.created:
             self.run("stack", "rm", "--yes", "--force", check=False)

@@ -237,8 +237,19 @@ class LifecycleProvider(ResourceProvider, ABC):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with self._metered("read", props):
-            result = self.do_read(id_, unfold(props))
-            return ReadResult(result.id, self.fold(result.outs), self.fold(result.inputs))
+            recorded = unfold(props)
+            result = self.do_read(id_, recorded)
+            return ReadResult(result.id, self.fold(result.outs), self.fold(self._carried(recorded, result.inputs)))
+
+    def _carried(self, recorded: dict[str, Any], inputs: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The refreshed inputs, with what a read cannot observe carried over from the state: the recorded plan and
+        the internals the program sent (archive_declared, ...). Inputs that differ from the checked ones make the
+        engine serialise the resource's whole snapshot again in the preview that follows a refresh (quadratic in
+        resources: `preview --refresh` at 400 resources spent about a third more CPU in the engine)."""
+        if not inputs:
+            return inputs
+        keys = {"planned_operations", *(k for k in self.internal_keys if k in recorded)}
+        return {**{k: recorded[k] for k in keys if k in recorded and k not in inputs}, **inputs}
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self._metered("delete", props):

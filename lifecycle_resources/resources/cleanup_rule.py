@@ -117,7 +117,8 @@ class CleanupRuleProvider(LifecycleProvider):
         if recorded.rule.model_dump(exclude={"name"}) != _declared_in(props):
             # Changed by hand: what the database holds, in the fields a person reads (the diff shows them).
             outs.update(_as_inputs(recorded.rule))
-        inputs = {k: outs[k] for k in (*USER_FIELDS, "spec_value", "rule", "resource_name", "owner", "peers")}
+        inputs = {k: outs[k] for k in (*USER_FIELDS, "spec_value", "rule", "matches", "resource_name", "owner",
+                                       "peers")}
         if props.get("dsn") is not None:
             inputs["dsn"] = outs["dsn"]
         return ReadResult(id_, outs, inputs)

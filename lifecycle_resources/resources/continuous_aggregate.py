@@ -273,7 +273,8 @@ class ContinuousAggregateProvider(LifecycleProvider):
         if state is None:
             return ReadResult(None, {})  # dropped by hand: the next up creates it again
         outs = self._outs(props, state, bool(props.get("adopted")))
-        inputs = {k: outs[k] for k in ("view", "query", "definition", "materialized_only", "compress", "with_data",
+        inputs = {k: outs[k] for k in ("view", "query", "definition", "source", "materialized_only", "compress",
+                                       "with_data",
                                        "refresh_value", "allow_recreate", "drop_on_delete", "adopt",
                                        "resource_name", "retention_peers", "sources", "owner")}
         inputs["refresh_policy"] = {f: outs["refresh_policy"][f] for f in OFFSETS} if outs["refresh_policy"] else None
