@@ -32,7 +32,7 @@ class RetentionPolicyProvider(PolicyProvider):
 
     def _outs(self, props: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         # Recorded so that a refresh can carry it into the inputs it rebuilds (the database does not know it).
-        return {**super()._outs(props, *args, **kwargs), "archive_declared": bool(props.get("archive_declared"))}
+        return {**super()._outs(props, *args, **kwargs), "archive_declared": props.get("archive_declared")}
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
                      window: Window) -> list[jobs.Notice]:
