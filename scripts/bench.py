@@ -54,16 +54,29 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_cpu import CpuWatch  # noqa: E402
 from bench_noop import SHAPED_ENV  # noqa: E402
-from bench_report import (expected_objects, markdown, markdown_cpu, median, median_cpu, read_timing, shape,  # noqa: E402
-                          shaped_resources, split)
+from bench_report import (expected_objects, markdown, markdown_cpu, markdown_ours, median, median_cpu,  # noqa: E402
+                          median_fields, read_timing, shape, shaped_resources, split)
 
 PASSPHRASE = "bench-passphrase"  # throwaway stacks in a temporary directory; nothing secret is stored
 PULUMI_TIMEOUT = 1800
 
-PRODUCT = """\
+# Each program times its own body (the CPU of its thread): the imports of what it declares, then its declarations
+# (the constructors, with the SDK's synchronous part of each registration). BENCH_PROGRAM_CPU names the file.
+CPU_START = """\
+import json, os, time
+_cpu = [time.thread_time()]
+"""
+CPU_IMPORTED = "_cpu.append(time.thread_time())\n"
+CPU_END = """\
+if os.environ.get("BENCH_PROGRAM_CPU"):
+    with open(os.environ["BENCH_PROGRAM_CPU"], "w") as out:
+        json.dump({"import": _cpu[1] - _cpu[0], "declare": time.thread_time() - _cpu[1]}, out)
+"""
+
+PRODUCT = CPU_START + """\
 import pulumi
 from lifecycle_resources import CompressionPolicy, CompressionSettings, Hypertable, RetentionPolicy
-
+""" + CPU_IMPORTED + """
 cfg = pulumi.Config("bench")
 schema = cfg.require("schema")
 for i, count in enumerate(cfg.require_object("split")):
@@ -75,12 +88,12 @@ for i, count in enumerate(cfg.require_object("split")):
         CompressionPolicy(f"{name}-compress", ht, compress_after="7 days")
     if count > 3:
         RetentionPolicy(f"{name}-retention", ht, drop_after="30 days")
-"""
+""" + CPU_END
 
-FLOOR = """\
+FLOOR = CPU_START + """\
 import pulumi
 from bench_noop import Noop
-
+""" + CPU_IMPORTED + """
 cfg = pulumi.Config("bench")
 schema = cfg.require("schema")
 for i, count in enumerate(cfg.require_object("split")):
@@ -94,22 +107,23 @@ for i, count in enumerate(cfg.require_object("split")):
         Noop(f"{name}-compress", {"hypertable": ht.id, "compress_after": "7 days", "adopt": False})
     if count > 3:
         Noop(f"{name}-retention", {"hypertable": ht.id, "drop_after": "30 days", "adopt": False})
-"""
+""" + CPU_END
 
 
-SHAPED = """\
-import json
+SHAPED = CPU_START + """\
 from pathlib import Path
 
 import pulumi
 from bench_noop import Shaped
 
-declared = {}
 # The product's resources in the order of its state (each after those it depends on), with its dependencies.
-for name, recorded in json.loads(Path(pulumi.Config("bench").require("resources")).read_text()).items():
+product = json.loads(Path(pulumi.Config("bench").require("resources")).read_text())
+""" + CPU_IMPORTED + """
+declared = {}
+for name, recorded in product.items():
     deps = [declared[dep] for dep in recorded["dependencies"]]
     declared[name] = Shaped(name, recorded, pulumi.ResourceOptions(depends_on=deps) if deps else None)
-"""
+""" + CPU_END
 
 
 class BenchError(RuntimeError):
@@ -255,6 +269,8 @@ class Stack:
         self.workdir = workdir
         self.before_up = before_up  # what the stack needs from another one's `up` before its first run
         self.cpu: dict[str, float] = {}  # the last command's CPU seconds per process kind (bench_cpu)
+        self.program: dict[str, float] | None = None  # the last labelled run's program body CPU (_program_cpu)
+        self.db: dict | None = None  # the last labelled run's provider timing (bench_report.DbTiming)
         self.timing_dir = timing_dir  # where the provider writes its database time per step, if it does
         workdir.mkdir(parents=True)
         (workdir / "state").mkdir()
@@ -274,9 +290,15 @@ class Stack:
             (workdir / "Pulumi.bench.yaml").read_text() + "config:\n"
             + "".join(f"  bench:{key}: {json.dumps(value)}\n" for key, value in config.items()))
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> float:
-        """Runs bin/pulumi; its seconds. A failure raises BenchError with the command's output."""
+    def run(self, *args: str, env: dict[str, str] | None = None, label: str | None = None) -> float:
+        """Runs bin/pulumi; its seconds. A failure raises BenchError with the command's output. With a `label`,
+        the run's own code is timed: the program's body (self.program) and the provider's calls (self.db,
+        when this stack has a timing_dir), each in a file of that label."""
         cmd = [str(REPO / "bin" / "pulumi"), *args, "--stack", "bench", "--non-interactive"]
+        probes = self.probes(label) if label else {}
+        for path in probes.values():
+            Path(path).unlink(missing_ok=True)
+        env = {**probes, **(env or {})}
         start = time.perf_counter()
         # A session of its own: on Ctrl-C or a timeout the engine, its language host and the provider
         # processes go together (killing only `pulumi` would leave its plugins running).
@@ -295,14 +317,38 @@ class Stack:
             raise
         elapsed = time.perf_counter() - start
         self.cpu = watch.seconds()
+        self.program = _program_cpu(Path(probes[PROGRAM_CPU_ENV])) if probes else None
+        timing = read_timing(Path(probes[TIMING_ENV])) if TIMING_ENV in probes else None
+        self.db = dataclasses.asdict(timing) if timing else None
         if proc.returncode != 0:
             out = output.strip().splitlines()
             raise BenchError(f"`pulumi {' '.join(args)}` in {self.workdir} failed (exit {proc.returncode}):\n"
                              + "\n".join(out[-150:]))
         return elapsed
 
-    def timing(self, step: str) -> dict[str, str]:
-        return {"LIFECYCLE_DB_TIMING": str(self.timing_dir / f"{step}.jsonl")} if self.timing_dir else {}
+    def state_bytes(self) -> int | None:
+        """The size of this stack's state file, which the engine writes whole after each step of an `up`."""
+        files = list((self.workdir / "state" / ".pulumi" / "stacks").rglob("bench.json"))
+        return files[0].stat().st_size if len(files) == 1 else None
+
+    def probes(self, label: str) -> dict[str, str]:
+        """The files a labelled run's program and provider write their own timings to."""
+        probes = {PROGRAM_CPU_ENV: str(self.workdir / f"program-{label}.json")}
+        if self.timing_dir:
+            probes[TIMING_ENV] = str(self.timing_dir / f"{label}.jsonl")
+        return probes
+
+
+PROGRAM_CPU_ENV = "BENCH_PROGRAM_CPU"
+TIMING_ENV = "LIFECYCLE_DB_TIMING"
+
+
+def _program_cpu(path: Path) -> dict[str, float] | None:
+    """The program body's CPU seconds, {"import", "declare"}, None when it wrote none."""
+    try:
+        return {key: round(float(value), 3) for key, value in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 STEPS = {"preview": ("preview", "--expect-no-changes"), "refresh": ("preview", "--refresh", "--expect-no-changes")}
@@ -323,23 +369,32 @@ def measure(stacks: dict[str, Stack], repeat: int, warmup: bool) -> dict[str, di
             stack.before_up()
             if warmup:
                 stack.run("preview")
-        result[name]["up"] = round(stack.run("up", "--yes", "--skip-preview", env=stack.timing("up")), 3)
+        result[name]["up"] = round(stack.run("up", "--yes", "--skip-preview", label="up"), 3)
         result[name]["up_cpu"] = stack.cpu
+        result[name]["up_program"] = stack.program
+        result[name]["up_db"] = stack.db
+        result[name]["state_bytes"] = stack.state_bytes()
     for step, args in STEPS.items():
         runs: dict[str, list[float]] = {name: [] for name in stacks}
         cpu: dict[str, list[dict[str, float]]] = {name: [] for name in stacks}
+        programs: dict[str, list[dict[str, float] | None]] = {name: [] for name in stacks}
+        dbs: dict[str, list[dict | None]] = {name: [] for name in stacks}
         for i in range(int(warmup) + repeat):
             for name, stack in stacks.items():
                 timed = i >= int(warmup)
-                seconds = stack.run(*args, env=stack.timing(step) if timed else None)
+                seconds = stack.run(*args, label=f"{step}-{i}" if timed else None)
                 if timed:
                     runs[name].append(round(seconds, 3))
                     cpu[name].append(stack.cpu)
+                    programs[name].append(stack.program)
+                    dbs[name].append(stack.db)
         for name in stacks:
             result[name][step] = median(runs[name])
             result[name][f"{step}_runs"] = runs[name]
             result[name][f"{step}_cpu"] = median_cpu(cpu[name])
             result[name][f"{step}_cpu_runs"] = cpu[name]
+            result[name][f"{step}_program"] = median_fields(programs[name])
+            result[name][f"{step}_db"] = median_fields(dbs[name])
     return result
 
 
@@ -419,8 +474,7 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
     check_catalog(dsn, product_schema, counts, "the product stack")
     resources = json.loads(recorded.read_text())
     shaped_count = check_shaped(shaped, resources)
-    db = {step: dataclasses.asdict(t) if (t := read_timing(timing_dir / f"{step}.jsonl")) else None
-          for step in ("up", "preview", "refresh")}
+    db = {step: times["product"].get(f"{step}_db") for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
             "floor": times["floor"], "shaped": times["shaped"], "shaped_resources": shaped_count,
             "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
@@ -498,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(markdown(server, rows[-1:]).splitlines()[-1], flush=True)
                     results["servers"][server] = rows
                     _write(out, results)  # what was measured survives a later failure
-            print("\n" + markdown(server, rows) + "\n\n" + markdown_cpu(server, rows) + "\n", flush=True)
+            print("\n" + markdown(server, rows) + "\n\n" + markdown_cpu(server, rows) + "\n\n"
+                  + markdown_ours(server, rows) + "\n", flush=True)
     except BenchError as exc:
         print(f"\nbench FAILED: {exc}", file=sys.stderr)
         return 1
@@ -510,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}\n\nMarkdown (README, ## Performance):\n\nMeasured {when} on {results['machine']}; "
           f"{'warm-up runs, ' if not args.no_warmup else ''}preview and refresh: median of "
           + ", ".join(f"{repeats(n)} (N={n})" for n in ns) + ".\n")
-    print("\n\n".join(markdown(server, rows) + "\n\n" + markdown_cpu(server, rows)
+    print("\n\n".join("\n\n".join(table(server, rows) for table in (markdown, markdown_cpu, markdown_ours))
                       for server, rows in results["servers"].items()))
     return 0
 

@@ -79,17 +79,19 @@ def shape(resources: dict[str, dict]) -> dict[str, list[int]]:
 
 @dataclass(frozen=True)
 class DbTiming:
-    """The provider's own database time, summed over the JSON lines of LIFECYCLE_DB_TIMING."""
+    """The provider's own database time, summed over the JSON lines of LIFECYCLE_DB_TIMING, and the CPU seconds of
+    its own code in those calls (0 in lines written before the provider recorded it)."""
     seconds: float
     operations: int
     statements: int
+    cpu_seconds: float = 0.0
 
 
 def read_timing(path: Path) -> DbTiming | None:
     """The summed timing file, or None when the provider wrote none (the hook is absent)."""
     if not path.exists():
         return None
-    seconds, operations, statements = 0.0, 0, 0
+    seconds, operations, statements, cpu = 0.0, 0, 0, 0.0
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -97,10 +99,11 @@ def read_timing(path: Path) -> DbTiming | None:
             record = json.loads(line)
             seconds += float(record["db_seconds"])
             statements += int(record.get("statements") or 0)
+            cpu += float(record.get("cpu_seconds") or 0)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a timing record {{\"db_seconds\": ...}}: {line[:200]!r}") from exc
         operations += 1
-    return DbTiming(round(seconds, 4), operations, statements)
+    return DbTiming(round(seconds, 4), operations, statements, round(cpu, 4))
 
 
 def median(values: list[float]) -> float:
@@ -146,6 +149,12 @@ def markdown(server: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def median_fields(runs: list[dict | None]) -> dict | None:
+    """Per field, the median of the runs' numbers; None when no run recorded any."""
+    runs = [run for run in runs if run]
+    return {key: median([run[key] for run in runs]) for key in runs[0]} if runs else None
+
+
 def median_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
     """Per process kind, the median of the runs' CPU seconds (bench_cpu.CpuWatch.seconds())."""
     return {kind: median([run[kind] for run in runs]) for kind in (runs[0] if runs else {})}
@@ -169,4 +178,36 @@ def markdown_cpu(server: str, rows: list[dict]) -> str:
         for step in STEPS:
             lines.append(f"| {row['n']} ({row['tables']}) | {step} | "
                          + " | ".join(_cpu(row, step, kind) for kind in CPU_KINDS) + " |")
+    return "\n".join(lines)
+
+
+OURS_HEADER = ("| N (tables) | step | program body, import + declarations: product / shaped / floor "
+               "| provider, in our methods: CPU (database wait) | provider statements | state after `up`, KB: "
+               "product / shaped / floor |")
+
+
+def _body(row: dict, step: str) -> str:
+    cells = []
+    for stack in ("product", "shaped", "floor"):
+        body = row.get(stack, {}).get(f"{step}_program")
+        cells.append("n/a" if not body else f"{body['import']:.2f} + {body['declare']:.2f}")
+    return " / ".join(cells)
+
+
+def markdown_ours(server: str, rows: list[dict]) -> str:
+    """One server's CPU seconds inside the product's own code, per step: the program's body (its imports, then its
+    declarations, which include the SDK's synchronous part of each registration: compare the floors') and the
+    provider's calls (bench: LIFECYCLE_DB_TIMING, the thread's CPU in each call of ours; the database's wall time
+    beside it)."""
+    lines = [f"**{server}**, seconds inside our own code", "", OURS_HEADER,
+             "|---" * OURS_HEADER.count(" | ") + "|---|"]
+    for row in rows:
+        for step in STEPS:
+            db = (row.get("provider_db") or {}).get(step)
+            provider = "n/a" if not db else f"{db.get('cpu_seconds', 0):.2f} ({db['seconds']:.2f})"
+            statements = "n/a" if not db else f"{db['statements']:.0f} in {db['operations']:.0f} calls"
+            state = " / ".join("n/a" if not (size := row.get(stack, {}).get("state_bytes")) else f"{size / 1000:.0f}"
+                               for stack in ("product", "shaped", "floor")) if step == "up" else ""
+            lines.append(f"| {row['n']} ({row['tables']}) | {step} | {_body(row, step)} | {provider} | {statements} "
+                         f"| {state} |")
     return "\n".join(lines)

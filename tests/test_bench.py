@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from bench_cpu import CpuWatch, kind_of  # noqa: E402
-from bench_report import (DbTiming, expected_objects, markdown, markdown_cpu, median, median_cpu,  # noqa: E402
-                          read_timing, shape, shaped_resources, split)
+from bench_report import (DbTiming, expected_objects, markdown, markdown_cpu, markdown_ours, median,  # noqa: E402
+                          median_cpu, median_fields, read_timing, shape, shaped_resources, split)
 
 
 @pytest.mark.parametrize(("n", "counts"), [(4, [4]), (10, [4, 4, 2]), (13, [4, 4, 4, 1]), (100, [4] * 25),
@@ -40,7 +40,12 @@ def test_bench_timing_file_summed(tmp_path: Path) -> None:
                {"op": "create", "kind": "RetentionPolicy", "resource": "t000-retention", "db_seconds": 0.0305,
                 "statements": 2}]
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
-    assert read_timing(path) == DbTiming(seconds=0.0425, operations=2, statements=5)
+    assert read_timing(path) == DbTiming(seconds=0.0425, operations=2, statements=5, cpu_seconds=0.0)
+    records[1]["cpu_seconds"] = 0.25
+    records.append({"op": "configure", "kind": "Hypertable", "resource": "", "db_seconds": 0.0, "statements": 0,
+                    "cpu_seconds": 0.125})
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert read_timing(path) == DbTiming(seconds=0.0425, operations=3, statements=5, cpu_seconds=0.375)
 
 
 def test_bench_timing_file_absent_is_none(tmp_path: Path) -> None:
@@ -57,6 +62,28 @@ def test_bench_timing_file_malformed_names_the_line(tmp_path: Path) -> None:
 def test_bench_median_of_runs() -> None:
     assert median([3.0, 1.0, 2.0]) == 2.0
     assert median([5.0]) == 5.0
+
+
+def test_bench_median_fields_of_runs_none_when_no_run_recorded() -> None:
+    runs = [{"import": 0.1, "declare": 0.5}, None, {"import": 0.3, "declare": 0.4}, {"import": 0.2, "declare": 0.9}]
+    assert median_fields(runs) == {"import": 0.2, "declare": 0.5}
+    assert median_fields([None, None]) is None
+    assert median_fields([]) is None
+
+
+def test_bench_markdown_ours_program_body_provider_calls_and_state() -> None:
+    row = _row(12, {"seconds": 0.5, "operations": 24, "statements": 81, "cpu_seconds": 0.3})
+    row["provider_db"]["preview"] = {"seconds": 0.06, "operations": 24, "statements": 14}  # written before cpu
+    for stack, body, size in (("product", {"import": 0.07, "declare": 0.031}, 46210), ("shaped", None, 44000),
+                              ("floor", {"import": 0.0, "declare": 0.012}, None)):
+        row[stack].update({"up_program": body, "preview_program": body, "state_bytes": size})
+    lines = markdown_ours("native", [row]).splitlines()
+    assert lines[0] == "**native**, seconds inside our own code"
+    assert lines[2].startswith("| N (tables) | step | program body, import + declarations: product / shaped / floor")
+    assert lines[3].count("|") == lines[2].count("|") == lines[4].count("|")
+    assert lines[4] == "| 12 (3) | up | 0.07 + 0.03 / n/a / 0.00 + 0.01 | 0.30 (0.50) | 81 in 24 calls | 46 / 44 / n/a |"
+    assert lines[5] == "| 12 (3) | preview | 0.07 + 0.03 / n/a / 0.00 + 0.01 | 0.00 (0.06) | 14 in 24 calls |  |"
+    assert lines[6] == "| 12 (3) | refresh | n/a / n/a / n/a | n/a | n/a |  |"
 
 
 def _row(n: int, db: dict | None) -> dict:

@@ -43,8 +43,17 @@ def test_bench_smoke_n4(tsdb_dsn: str, tmp_path: Path) -> None:
     assert min(row["shaped_shape"]["properties"]) > 0 and min(row["shaped_shape"]["input_bytes"]) > 0, row
     assert "| shaped floor `up` (product x) |" in proc.stdout, proc.stdout
     assert row["sql"]["apply"] > 0 and row["sql"]["read"] > 0, row
-    up = row["provider_db"]["up"]
-    assert up is None or up["operations"] >= 4, row  # n/a until the provider writes LIFECYCLE_DB_TIMING
+    # Each step's seconds inside our own code: the program's body (the three stacks), the provider's calls (ours).
+    for step in ("up", "preview", "refresh"):
+        for side in ("product", "floor", "shaped"):
+            body = row[side][f"{step}_program"]
+            assert body["import"] >= 0 and body["declare"] > 0, (side, step, body)
+        db = row["provider_db"][step]
+        # 4 checks (+ 4 creates in `up`, + 4 reads in a refresh), each provider's configure.
+        assert db["operations"] >= 8 and db["cpu_seconds"] > 0, (step, db)
+    assert row["product"]["preview_program"]["import"] > row["floor"]["preview_program"]["import"], row
+    assert row["product"]["state_bytes"] > row["floor"]["state_bytes"] > 0, row
+    assert "| N (tables) | step | program body, import + declarations: product / shaped / floor |" in proc.stdout
     assert sql_run(tsdb_dsn, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench%%'") == []
     assert sql_run(tsdb_dsn, "SELECT count(*) FROM timescaledb_information.jobs "
                              "WHERE hypertable_schema LIKE 'bench%%'") == [(0,)]

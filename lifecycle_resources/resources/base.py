@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -259,11 +260,12 @@ class LifecycleProvider(ResourceProvider, ABC):
     def _metered(self, op: str, props: Mapping[str, Any] | None) -> Iterator[None]:
         """Each engine call, timed for $LIFECYCLE_DB_TIMING; a write drops the catalog reads shared by the
         calls of this process (catalog.writing) before and after it. Reads fetched together (catalog.bundle) serve
-        this call only."""
+        this call only. The timing counts this call's CPU from before the imports it may be the first to make."""
+        started = time.thread_time()
         from ..db import metering
         from ..reconcile import catalog
         name = unfold(props).get("resource_name") if metering.enabled() else None  # only the timing file names it
-        with metering.operation(op, self.kind, name), catalog.bundle_scope():
+        with metering.operation(op, self.kind, name, started), catalog.bundle_scope():
             if op in WRITES:
                 with catalog.writing():
                     yield
@@ -298,9 +300,12 @@ class LifecycleProvider(ResourceProvider, ABC):
         self._config_dsn = None
 
     def configure(self, req: ConfigureRequest) -> None:
+        started = time.thread_time()  # configure makes the first imports of the database driver: timed with them
+        from ..db import metering
         from ..db.connection import CONFIG_KEY
-        value = req.config.get(CONFIG_KEY)
-        self._config_dsn = unwrap_secret(value) if value else None
+        with metering.operation("configure", self.kind, None, started):
+            value = req.config.get(CONFIG_KEY)
+            self._config_dsn = unwrap_secret(value) if value else None
 
     # -- ownership --------------------------------------------------------------------------------------
     @staticmethod
