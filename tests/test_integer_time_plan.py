@@ -15,7 +15,7 @@ from lifecycle_resources.reconcile.hypertables import (
     SetNumberPartitions,
     plan,
 )
-from lifecycle_resources.resources.hypertable import HypertableArgs
+from lifecycle_resources.resources.args.hypertable import HypertableArgs
 
 T = TableName("public", "metrics")
 F = TableName("public", "unix_now")

@@ -1,5 +1,6 @@
 """What each `pulumi` command's two Python processes import from us. The program (the language host) only
-declares resources: it needs neither the database driver nor reconcile/, db/ or runner/. The dynamic-provider
+declares resources: it needs neither the database driver nor pydantic (the args models are validated by the
+providers) nor reconcile/, db/ or runner/. The dynamic-provider
 host unpickles one provider class by reference and then imports what the called provider uses, and no more.
 (No timing here: README "Start-up: what each pulumi command imports" has the figures.)"""
 
@@ -9,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +19,11 @@ import lifecycle_resources
 
 RESOURCES = sorted(n for n in lifecycle_resources.__all__ if not n.endswith("Provider") and n != "DataLifecycleManager")
 PROVIDERS = sorted(n for n in lifecycle_resources.__all__ if n.endswith("Provider"))
-# reconcile.declared holds Peers, a field of the policies' args models; the rest of reconcile/ is the provider's.
-PROGRAM_MAY_IMPORT = {"lifecycle_resources.reconcile", "lifecycle_resources.reconcile.declared"}
+# The program's imports: pulumi, every resource class and the typed stack config helpers (__main__.py's).
+PROGRAM = ("import pulumi\n"
+           f"from lifecycle_resources import {', '.join(RESOURCES)}\n"
+           "from lifecycle_resources.resources.stack_config import (declare_bookkeeping, declare_tables, load_settings,"
+           " parse_settings)")
 
 
 def fresh(statement: str, answer: str, env: dict[str, str] | None = None) -> Any:
@@ -35,9 +40,13 @@ def imported_by(statement: str, env: dict[str, str] | None = None) -> set[str]:
     return set(fresh(statement, "sorted(sys.modules)", env))
 
 
+# LifecycleSchema reads its migration files in the program (db.migration_files: no driver, no pydantic).
+PROGRAM_MAY_IMPORT = {"lifecycle_resources.db", "lifecycle_resources.db.migration_files"}
+
+
 def provider_side(modules: set[str]) -> list[str]:
-    """The driver, and our modules that only a provider (or the runner) uses."""
-    return sorted(m for m in modules if m.split(".")[0] == "psycopg" or (
+    """The driver, pydantic, and our modules that only a provider (or the runner) uses."""
+    return sorted(m for m in modules if m.split(".")[0] in ("psycopg", "pydantic", "pydantic_core") or (
         m.startswith(("lifecycle_resources.reconcile", "lifecycle_resources.db", "lifecycle_resources.runner"))
         and m not in PROGRAM_MAY_IMPORT))
 
@@ -55,14 +64,87 @@ def test_startup_program_of_this_repo_imports_no_driver() -> None:
     assert provider_side(modules) == []
 
 
-def test_startup_program_builds_no_model_schema() -> None:
-    """The args models are validated in the provider host, never in the program: their pydantic schemas are built
-    on first use (defer_build), not when the program imports the resource classes."""
-    built = fresh(f"from lifecycle_resources import {', '.join(RESOURCES)}\nimport pydantic",
-                  "sorted(f'{m.__module__}.{m.__qualname__}' for mod in list(sys.modules.values()) "
-                  "if mod.__name__.startswith('lifecycle_resources') for m in vars(mod).values() "
-                  "if isinstance(m, type) and issubclass(m, pydantic.BaseModel) and m.__pydantic_complete__)")
-    assert built == []
+def test_startup_program_imports_neither_pydantic_nor_driver() -> None:
+    """pulumi, every resource class and the stack config helpers: the program pays for neither pydantic nor psycopg
+    (90-120 ms of every `pulumi` command's program process when the policies' modules imported pydantic)."""
+    modules = imported_by(PROGRAM)
+    assert sorted(m for m in modules if m.split(".")[0] in ("pydantic", "psycopg")) == []
+    assert provider_side(modules) == []
+
+
+# The SDK's mocks (no engine): each resource's outputs are its inputs.
+MOCKS = """
+import pulumi
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return f"{args.name}-id", args.inputs
+    def call(self, args):
+        return {}, None
+"""
+
+# One resource of each kind, declared as a program does (__main__.py's shapes), under the SDK's mocks.
+DECLARE_ONE_OF_EACH = PROGRAM + MOCKS + """
+pulumi.runtime.set_mocks(Mocks(), preview=True)
+
+@pulumi.runtime.test
+def program():
+    settings = parse_settings({"tables": {"stream_data": {
+        "time_column": "ts", "chunk_interval": "1 day",
+        "compression": {"after": "7 days", "segment_by": ["symbol"], "order_by": ["ts DESC"]},
+        "retention": {"drop_after": "30 days"}}}})
+    PolicyGuard("guard")
+    schema = LifecycleSchema("schema")
+    cold = ArchiveStore("cold", url="file:///tmp/lifecycle-archive")
+    tables = declare_tables(settings, archive={"public.stream_data": cold})
+    declare_bookkeeping(settings)
+    # (an IntegerNow's dict input would come back from these mocks where the output is a function name)
+    ticks = Hypertable("ticks", table="public.ticks", time_column="n", chunk_interval=1000,
+                       integer_now="public.ticks_now")
+    CompressionSettings("ticks-compression", ticks, segment_by=["symbol"])
+    CompressionPolicy("ticks-compress", ticks, compress_after=100)
+    RetentionPolicy("ticks-retention", ticks, drop_after=1000)
+    ReorderPolicy("ticks-reorder", ticks, index="ticks_n_idx")
+    ohlcv = ContinuousAggregate("ohlcv", view="public.ohlcv", query="SELECT 1", compress=True,
+                                refresh_policy={"start_offset": "2 days", "end_offset": "1 minute",
+                                                "schedule_interval": "5 minutes"})
+    CleanupRule("bad-ticks", table="public.ticks", invalid={"price": "finite_positive"})
+    return pulumi.Output.all(schema.urn, ohlcv.urn, tables["public.stream_data"]["chunk_interval"])
+
+program()
+"""
+
+
+def test_startup_program_declaring_every_kind_imports_neither_pydantic_nor_driver() -> None:
+    """Declaring resources (and the stack config's tables) validates nothing in the program: the providers do."""
+    modules = imported_by(DECLARE_ONE_OF_EACH)
+    assert "lifecycle_resources.resources.cleanup_rule" in modules  # the program above did run
+    assert sorted(m for m in modules if m.split(".")[0] in ("pydantic", "psycopg")) == []
+    assert provider_side(modules) == []
+
+
+def test_startup_program_of_this_repo_run_imports_neither_pydantic_nor_driver() -> None:
+    """__main__.py itself, run with Pulumi.dev.yaml's config under the SDK's mocks: load_settings, declare_tables,
+    declare_bookkeeping and every resource it declares."""
+    root = Path(__file__).resolve().parent.parent
+    modules = imported_by(MOCKS + f"""
+import json, runpy
+import yaml
+
+config = yaml.safe_load(open({str(root / "Pulumi.dev.yaml")!r}))["config"]
+pulumi.runtime.set_all_config({{k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in config.items()}})
+pulumi.runtime.set_mocks(Mocks(), project="timescale-lifecycle", stack="dev", preview=True)
+
+@pulumi.runtime.test
+def program():
+    runpy.run_path({str(root / "__main__.py")!r})
+    return pulumi.Output.from_input(None)
+
+program()
+""")
+    assert "lifecycle_resources.resources.cleanup_rule" in modules  # the program ran to its end
+    assert sorted(m for m in modules if m.split(".")[0] in ("pydantic", "psycopg")) == []
+    assert provider_side(modules) == []
 
 
 def test_startup_provider_classes_import_no_driver() -> None:

@@ -120,6 +120,16 @@ def test_stack_config_nested_typo_is_named() -> None:
         parse_settings({"tables": {"signals": {"retention": {"drop_afer": "1 day"}}}})
 
 
+def test_stack_config_wrong_value_and_missing_key_are_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"tables": {"signals": {"chunk_interval": True, "compression": {"segment_by": "symbol"}}}})
+    assert str(caught.value) == (
+        "config lifecycle:tables.signals.chunk_interval: not an interval such as '7 days', or an integer (integer "
+        "time) (got True); config lifecycle:tables.signals.compression.segment_by: not a list of strings (got "
+        "'symbol'); config lifecycle:tables.signals.compression.after: missing: an interval such as '7 days', or an "
+        "integer (integer time) is required")
+
+
 def test_stack_config_bookkeeping_defaults() -> None:
     settings = parse_settings({})
     assert (settings.bookkeeping.chunk_interval, settings.bookkeeping.compress_after,

@@ -1,14 +1,9 @@
-"""Ordered, versioned SQL migrations of the `lifecycle` schema: loaded from files, planned purely against
-what the database recorded, applied in one transaction, each recorded with its checksum.
-
-The files ship inside the package (`lifecycle_resources/db/migrations_sql/`), so an installed wheel carries
-them; they are read through importlib.resources, which works for a wheel, an editable install and a zip."""
+"""Ordered, versioned SQL migrations of the `lifecycle` schema: loaded from files (migration_files.py, which the
+Pulumi program reads without this module's driver and pydantic), planned purely against what the database
+recorded, applied in one transaction, each recorded with its checksum."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -16,12 +11,11 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import LifecycleError
+from . import migration_files
+from .migration_files import DEFAULT_DIR, MigrationsMissing  # noqa: F401 (their old import path)
 
 SCHEMA = "lifecycle"
 LEDGER = sql.Identifier(SCHEMA, "schema_migrations")
-DEFAULT_DIR: Traversable = resources.files(__package__) / "migrations_sql"
-_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
 class Migration(BaseModel):
@@ -37,37 +31,9 @@ class Migration(BaseModel):
         return (self.version, self.name, self.checksum)
 
 
-class MigrationsMissing(LifecycleError, ValueError):
-    """No migration files where they were looked for: applying "nothing" would silently skip the schema."""
-
-
 def load(directory: Traversable | Path | str = DEFAULT_DIR) -> list[Migration]:
     """Every `NNN_name.sql` file of the directory, ordered by its number (`999_` before `1000_`)."""
-    where = Path(directory) if isinstance(directory, str) else directory
-    if not where.is_dir():
-        raise MigrationsMissing(f"migrations directory {where} does not exist: the lifecycle schema cannot be "
-                                "migrated from it; reinstall the package (its wheel ships "
-                                "lifecycle_resources/db/migrations_sql/) or pass migrations_dir= a directory of "
-                                "NNN_name.sql files")
-    found = []
-    for path in where.iterdir():
-        if not path.name.endswith(".sql"):
-            continue
-        m = _NAME.match(path.name)
-        if not m:
-            raise ValueError(f"{where}/{path.name}: migration files are named NNN_lower_case.sql")
-        data = path.read_bytes()
-        found.append(Migration(version=int(m.group(1)), name=path.name,
-                               checksum=hashlib.sha256(data).hexdigest(), sql=data.decode()))
-    if not found:
-        raise MigrationsMissing(f"migrations directory {where} holds no NNN_name.sql file: the lifecycle schema "
-                                "would be declared with no migrations; reinstall the package or pass "
-                                "migrations_dir= a directory of NNN_name.sql files")
-    found.sort(key=lambda m: (m.version, m.name))
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise ValueError(f"{where}: two migrations share a version number: {versions}")
-    return found
+    return [Migration(**found) for found in migration_files.load(directory)]
 
 
 def applied(conn: psycopg.Connection) -> list[Migration]:

@@ -13,10 +13,11 @@ import pulumi
 
 from ..errors import InputError
 from .output_types import typed_outputs
-from .policy import PolicyArgs, PolicyProvider, PolicyResource
+from .policy import PolicyProvider, PolicyResource
 
 if TYPE_CHECKING:
     import psycopg
+    from .args.policy import PolicyArgs
     from ..reconcile import jobs
     from ..reconcile.declared import Target
     from ..reconcile.intervals import Window

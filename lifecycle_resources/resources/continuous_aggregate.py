@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
 from ..errors import Deferred, InputError
@@ -30,37 +29,10 @@ if TYPE_CHECKING:
     from ..reconcile import caggs
     from ..reconcile.intervals import Window
     from ..reconcile.ownership import Claim, ManagedObject
+    from .args.continuous_aggregate import CaggArgs
 
 KIND = "ContinuousAggregate"
 OFFSETS = ("start_offset", "end_offset", "schedule_interval")
-DEFAULT_REFRESH_SCHEDULE = "1 hour"
-
-
-class RefreshPolicyArgs(BaseModel):
-    """add_continuous_aggregate_policy's arguments; an offset None is unbounded."""
-
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    start_offset: str | None
-    end_offset: str | None
-    schedule_interval: str = DEFAULT_REFRESH_SCHEDULE
-
-
-class CaggArgs(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
-
-    view: str
-    query: str = Field(min_length=1)
-    materialized_only: bool = True
-    compress: bool = False
-    with_data: bool = False
-    refresh_policy: RefreshPolicyArgs | None = None
-    allow_recreate: bool = False
-    drop_on_delete: bool = False
-    adopt: bool = False
-    resource_name: str | None = None
-    retention_peers: dict[str, str | int] = Field(default_factory=dict)  # source table -> declared drop_after
-    sources: list[str] = Field(default_factory=list)  # tables of the program the query names
 
 
 def _view_object(view: str) -> ManagedObject:
@@ -183,6 +155,7 @@ class ContinuousAggregateProvider(LifecycleProvider):
         return declared, actual, claim, ops
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        from .args.continuous_aggregate import CaggArgs
         args = CaggArgs.model_validate(news)
         with self.session(news) as (conn, info):
             declared, _actual, claim, ops = self._plan(conn, info, args, news)
@@ -202,6 +175,7 @@ class ContinuousAggregateProvider(LifecycleProvider):
     def _apply(self, props: dict[str, Any]) -> tuple[caggs.CaggState, bool, list[str]]:
         from ..reconcile import caggs
         from ..reconcile.locks import lock_table
+        from .args.continuous_aggregate import CaggArgs
         args = CaggArgs.model_validate(props)
         view = self._view(args)
         with self.session(props) as (conn, info):
@@ -376,3 +350,12 @@ class ContinuousAggregate(Resource, module="timescale", name="ContinuousAggregat
         untracked(self)
         registry.attach(KIND, name, self)
         self.declared_table = name
+
+
+def __getattr__(name: str) -> Any:
+    """CaggArgs and RefreshPolicyArgs moved to args/continuous_aggregate.py (imported by the provider only); the old
+    import path still works."""
+    if name in ("CaggArgs", "RefreshPolicyArgs", "DEFAULT_REFRESH_SCHEDULE"):
+        from .args import continuous_aggregate
+        return getattr(continuous_aggregate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import registry
 from ..errors import InputError
@@ -29,48 +28,7 @@ if TYPE_CHECKING:
     from ..reconcile.hypertables import HypertableState
     from ..reconcile.intervals import Window
     from ..reconcile.ownership import ManagedObject
-
-# --------------------------------------------------------------------------------------------------
-# Model: one shape for what is declared and what is read.
-
-
-class HypertableArgs(BaseModel):
-    """Declared inputs, as the user writes them."""
-
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
-
-    table: str
-    time_column: str = Field(min_length=1)
-    chunk_interval: str | int | None = None  # None: TimescaleDB's default (7 days; 10000/100000/1000000)
-    integer_now: str | None = None            # schema.function (an IntegerNow arrives split into these two)
-    integer_now_body: str | None = None
-    space_column: str | None = None
-    number_partitions: int | None = Field(default=None, ge=1, le=32767)
-    create_default_indexes: bool = True
-    migrate_data: bool = True
-    allow_time_column_change: bool = False  # accepted for old programs; a time column change is always refused
-    adopt: bool = False
-    resource_name: str | None = None
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        return TableName.parse(value).qualified
-
-    @model_validator(mode="before")
-    @classmethod
-    def _integer_now(cls, data: Any) -> Any:
-        """integer_now as a function name, or {"function": .., "sql": ..} (IntegerNow) to create it."""
-        value = data.get("integer_now") if isinstance(data, dict) else None
-        if isinstance(value, dict):
-            data = {**data, "integer_now": value.get("function"), "integer_now_body": value.get("sql")}
-        return data
-
-    @model_validator(mode="after")
-    def _space(self) -> "HypertableArgs":
-        if (self.space_column is None) != (self.number_partitions is None):
-            raise ValueError("space_column and number_partitions go together (a hash dimension needs both)")
-        return self
+    from .args.hypertable import HypertableArgs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,6 +82,7 @@ class HypertableProvider(LifecycleProvider):
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
         from ..reconcile import catalog
         from ..reconcile.hypertables import UNMANAGED_WHEN_NONE, time_column_refusal
+        from .args.hypertable import HypertableArgs
         args = HypertableArgs.model_validate(news)
         if olds.get("time_column") and olds.get("table") == args.table and olds["time_column"] != args.time_column:
             raise time_column_refusal(args.resource_name, TableName.parse(args.table), olds["time_column"],
@@ -167,6 +126,7 @@ class HypertableProvider(LifecycleProvider):
         from ..reconcile import catalog, ownership
         from ..reconcile.hypertables import execute, extras_read
         from ..reconcile.locks import lock_table
+        from .args.hypertable import HypertableArgs
         args = HypertableArgs.model_validate(props)
         table = TableName.parse(args.table)
         with self.session(props) as (conn, info), conn.transaction():
@@ -396,3 +356,11 @@ class Hypertable(Resource, module="timescale", name="Hypertable"):
         untracked(self)
         registry.attach("Hypertable", table, self)
         self.declared_table = table
+
+
+def __getattr__(name: str) -> Any:
+    """HypertableArgs moved to args/hypertable.py (imported by the provider only); the old import path still works."""
+    if name == "HypertableArgs":
+        from .args import hypertable
+        return getattr(hypertable, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

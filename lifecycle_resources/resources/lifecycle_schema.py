@@ -124,13 +124,13 @@ class LifecycleSchema(Resource, module="timescale", name="LifecycleSchema"):
                  dsn: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         # The package's own migrations unless told otherwise; a missing or empty set is refused here, in the
         # program, before anything reaches the database.
-        from ..db import migrations
-        found = migrations.load(migrations.DEFAULT_DIR if migrations_dir is None else migrations_dir)
+        from ..db import migration_files  # not migrations: the program imports neither the driver nor pydantic
+        found = migration_files.load(migration_files.DEFAULT_DIR if migrations_dir is None else migrations_dir)
         props = {
             "drop_on_delete": drop_on_delete, "dsn": secret_input(dsn),
             "applied": None, "pending": None, "last_applied": None, "schema": None, "planned_operations": None,
             "last_operations": None,
-            INTERNAL: internals("LifecycleSchema", resource_name, migrations=[m.model_dump() for m in found]),
+            INTERNAL: internals("LifecycleSchema", resource_name, migrations=found),
         }
         opts = resource_options(opts)
         super().__init__(LifecycleSchemaProvider(), resource_name, props, opts)

@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile.declared import Peers
 from .base import (INTERNAL, INTERNAL_KEYS, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
@@ -26,28 +24,7 @@ if TYPE_CHECKING:
     from ..reconcile.declared import Target
     from ..reconcile.intervals import Window
     from ..reconcile.ownership import Claim, ManagedObject
-
-class PolicyArgs(BaseModel):
-    """Declared inputs of a policy; `window` is compress_after or drop_after."""
-
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
-
-    hypertable: str
-    window: str | int
-    schedule_interval: str
-    max_runtime: str = "0"
-    max_retries: int = Field(default=-1, ge=-1)
-    retry_period: str = "1 hour"
-    scheduled: bool = True
-    paused: bool = False                 # next_start => 'infinity' while True
-    fixed_schedule: bool | None = None   # None: as add_*_policy gives (fixed only with an initial_start)
-    timezone: str | None = None          # None: not managed (alter_job cannot clear it)
-    initial_start: str | None = None     # None: not managed
-    allow_drop_before_compress: bool = False  # silences the window warning: dropping what was compressed is meant
-    adopt: bool = False
-    archive: str | None = None           # RetentionPolicy: the ArchiveStore the runner archives to before a drop
-    resource_name: str | None = None
-    peers: Peers = Field(default_factory=Peers)
+    from .args.policy import PolicyArgs
 
 
 class PolicyProvider(LifecycleProvider):
@@ -65,6 +42,7 @@ class PolicyProvider(LifecycleProvider):
         return self.kind_spec.window_key
 
     def _args(self, props: dict[str, Any]) -> PolicyArgs:
+        from .args.policy import PolicyArgs  # the provider host's: the program never validates
         # Undeclared schedule fields arrive as None: PolicyArgs' defaults apply to them.
         data = {k: v for k, v in props.items() if v is not None}
         data["window"] = props.get(self.window_key)
@@ -462,3 +440,11 @@ class PolicyResource(Resource):
         super().__init__(self.provider_class(), resource_name, props, opts)
         untracked(self)
         registry.attach(kind, table, self)
+
+
+def __getattr__(name: str) -> Any:
+    """PolicyArgs moved to args/policy.py (imported by the provider only); the old import path still works."""
+    if name == "PolicyArgs":
+        from .args import policy
+        return getattr(policy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

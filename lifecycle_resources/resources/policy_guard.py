@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict
 
 from . import registry
 from ..identifiers import TableName
@@ -26,6 +25,7 @@ from .output_types import typed_outputs
 
 if TYPE_CHECKING:
     import psycopg
+    from .args.policy_guard import GuardArgs
 
 # Resource kind -> job label; spelled out (reconcile.jobs.KINDS has the first two) because the program reads it, and
 # a Pulumi program does not import reconcile/ (tests/test_startup_imports.py checks that they agree).
@@ -34,11 +34,9 @@ DECLARED = {"CompressionPolicy": "policy_compression", "RetentionPolicy": "polic
 INTERNAL_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
 
 
-class GuardArgs(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
-
-    policies: dict[str, list[str]]
-    resource_name: str | None = None
+def _guard_args(props: dict[str, Any]) -> GuardArgs:
+    from .args.policy_guard import GuardArgs  # the provider host's: the program never validates
+    return GuardArgs.model_validate(props)
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,7 @@ class PolicyGuardProvider(LifecycleProvider):
     kind = "PolicyGuard"
 
     def validate(self, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-        args = GuardArgs.model_validate(news)
+        args = _guard_args(news)
         expected = self._expected(args)
         with self.session(news) as (conn, _info):
             ops = plan(conn, expected)
@@ -140,7 +138,7 @@ class PolicyGuardProvider(LifecycleProvider):
     def _apply(self, props: dict[str, Any]) -> tuple[list[int], list[str]]:
         from ..reconcile import jobs
         from ..reconcile.locks import lock_table
-        expected = self._expected(GuardArgs.model_validate(props))
+        expected = self._expected(_guard_args(props))
         with self.session(props) as (conn, info), conn.transaction():
             for table in sorted(expected):
                 lock_table(conn, TableName.parse(table))
@@ -165,7 +163,7 @@ class PolicyGuardProvider(LifecycleProvider):
 
     def do_read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """The declared jobs, plus what up would remove: a refreshing preview shows the undeclared ones."""
-        expected = self._expected(GuardArgs.model_validate({**props, "policies": props.get("policies") or {}}))
+        expected = self._expected(_guard_args({**props, "policies": props.get("policies") or {}}))
         with self.session(props) as (conn, _info):
             extra = plan(conn, expected)
         seen = {t: sorted(set(k) | {op.job.label for op in extra if op.job.table == t}) for t, k in expected.items()}
@@ -204,3 +202,11 @@ class PolicyGuard(Resource, module="timescale", name="PolicyGuard"):
         opts = resource_options(opts, depends_on=deps)
         super().__init__(PolicyGuardProvider(), resource_name, props, opts)
         untracked(self)
+
+
+def __getattr__(name: str) -> Any:
+    """GuardArgs moved to args/policy_guard.py (imported by the provider only); the old import path still works."""
+    if name == "GuardArgs":
+        from .args import policy_guard
+        return policy_guard.GuardArgs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

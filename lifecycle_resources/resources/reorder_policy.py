@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
 from ..errors import InputError, LifecycleError
 from ..identifiers import TableName
-from ..reconcile.declared import Peers
 from .base import (INTERNAL, LifecycleProvider, changed_fields, described, internals, later, later_input,
                    resource_options, secret, secret_input)
 from .output_tracking import untracked
@@ -28,23 +26,9 @@ if TYPE_CHECKING:
     import psycopg
     from ..reconcile import reorder
     from ..reconcile.ownership import Claim, ManagedObject
+    from .args.reorder_policy import ReorderArgs
 
 KIND = "ReorderPolicy"
-
-
-class ReorderArgs(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
-
-    hypertable: str
-    index: str = Field(min_length=1)
-    schedule_interval: str | None = None
-    max_runtime: str | None = None
-    max_retries: int | None = Field(default=None, ge=-1)
-    retry_period: str | None = None
-    scheduled: bool | None = None
-    adopt: bool = False
-    resource_name: str | None = None
-    peers: Peers = Field(default_factory=Peers)
 
 
 def _object(table: TableName) -> ManagedObject:
@@ -86,6 +70,7 @@ class ReorderPolicyProvider(LifecycleProvider):
 
     @staticmethod
     def _args(props: dict[str, Any]) -> ReorderArgs:
+        from .args.reorder_policy import ReorderArgs
         return ReorderArgs.model_validate({k: v for k, v in props.items() if v is not None})
 
     @staticmethod
@@ -223,3 +208,11 @@ class ReorderPolicy(Resource, module="timescale", name="ReorderPolicy"):
         super().__init__(ReorderPolicyProvider(), resource_name, props, opts)
         untracked(self)
         registry.attach(KIND, table, self)
+
+
+def __getattr__(name: str) -> Any:
+    """ReorderArgs moved to args/reorder_policy.py (imported by the provider only); the old import path still works."""
+    if name == "ReorderArgs":
+        from .args import reorder_policy
+        return getattr(reorder_policy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

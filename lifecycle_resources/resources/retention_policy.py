@@ -15,10 +15,11 @@ import pulumi
 
 from ..errors import InputError
 from .output_types import typed_outputs
-from .policy import PolicyArgs, PolicyProvider, PolicyResource, registration_scope
+from .policy import PolicyProvider, PolicyResource, registration_scope
 
 if TYPE_CHECKING:
     import psycopg
+    from .args.policy import PolicyArgs
     from ..reconcile import catalog, jobs
     from ..reconcile.declared import Target
     from ..reconcile.intervals import Window

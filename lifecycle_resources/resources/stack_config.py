@@ -2,56 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..identifiers import TableName
 
 NAMESPACE = "lifecycle"
 
+# Plain frozen dataclasses checked by hand, not pydantic models: the program validates its stack config itself and
+# imports pydantic for nothing else (the providers validate the resources' inputs, in the provider host).
 
-class CompressionConfig(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
+@dataclass(frozen=True)
+class CompressionConfig:
     after: str | int
-    segment_by: list[str] = Field(default_factory=list)
-    order_by: list[str] = Field(default_factory=list)
+    segment_by: list[str] = field(default_factory=list)
+    order_by: list[str] = field(default_factory=list)
     schedule_interval: str | None = None
 
 
-class RetentionConfig(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
+@dataclass(frozen=True)
+class RetentionConfig:
     drop_after: str | int
     schedule_interval: str | None = None
 
 
-class TableSettings(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    time_column: str = Field(default="ts", min_length=1)
+@dataclass(frozen=True)
+class TableSettings:
+    time_column: str = "ts"
     chunk_interval: str | int = "1 day"
     compression: CompressionConfig | None = None
     retention: RetentionConfig | None = None
 
 
-class BookkeepingSettings(BaseModel):
+@dataclass(frozen=True)
+class BookkeepingSettings:
     """The lifecycle schema's own tables: hypertables like any other, with their own windows."""
-
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     chunk_interval: str = "1 day"
     compress_after: str = "7 days"
     drop_after: str = "90 days"
 
 
-class StackSettings(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
+@dataclass(frozen=True)
+class StackSettings:
     dsn: str | None = None  # a secret; read by the providers, listed here so it is a known key
-    tables: dict[str, TableSettings] = Field(default_factory=dict)
-    bookkeeping: BookkeepingSettings = Field(default_factory=BookkeepingSettings)
+    tables: dict[str, TableSettings] = field(default_factory=dict)
+    bookkeeping: BookkeepingSettings = field(default_factory=BookkeepingSettings)
 
     def qualified_tables(self) -> dict[str, TableSettings]:
         return {TableName.parse(name).qualified: settings for name, settings in self.tables.items()}
@@ -61,17 +59,78 @@ class ConfigError(ValueError):
     """A stack config value that cannot be used, named by its full key."""
 
 
+# What each value accepts: a check, and what it says it accepts.
+_Kind = tuple[Callable[[Any], bool], str]
+_TEXT: _Kind = (lambda v: isinstance(v, str), "a string")
+_NAME: _Kind = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_INTERVAL: _Kind = (lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)),
+                    "an interval such as '7 days', or an integer (integer time)")
+_OPTIONAL_TEXT: _Kind = (lambda v: v is None or isinstance(v, str), "a string")
+_TEXT_LIST: _Kind = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")
+_MAPPING: _Kind = (lambda v: isinstance(v, dict), "a mapping")
+
+_TABLE_KEYS = {"time_column": _NAME, "chunk_interval": _INTERVAL, "compression": _MAPPING, "retention": _MAPPING}
+_COMPRESSION_KEYS = {"after": _INTERVAL, "segment_by": _TEXT_LIST, "order_by": _TEXT_LIST,
+                     "schedule_interval": _OPTIONAL_TEXT}
+_RETENTION_KEYS = {"drop_after": _INTERVAL, "schedule_interval": _OPTIONAL_TEXT}
+_BOOKKEEPING_KEYS = {"chunk_interval": _TEXT, "compress_after": _TEXT, "drop_after": _TEXT}
+_TOP_KEYS = {"dsn": _OPTIONAL_TEXT, "tables": _MAPPING, "bookkeeping": _MAPPING}
+
+
+def _key(*path: str) -> str:
+    return ":".join([NAMESPACE, ".".join(path)])
+
+
+def _checked(raw: dict[str, Any], path: tuple[str, ...], kinds: dict[str, _Kind], required: tuple[str, ...],
+             errors: list[str]) -> dict[str, Any]:
+    """The keys of `raw` that are known and hold what they accept; every other key, wrong value or missing required
+    key is appended to `errors`, named by its full config key."""
+    good = {}
+    for name, value in raw.items():
+        kind = kinds.get(name)
+        if kind is None:
+            errors.append(f"config {_key(*path, str(name))}: not a known key (got {value!r}); accepted keys: "
+                          f"{', '.join(kinds)}")
+        elif not kind[0](value):
+            errors.append(f"config {_key(*path, name)}: not {kind[1]} (got {value!r})")
+        else:
+            good[name] = value
+    for name in required:
+        if name not in raw:
+            errors.append(f"config {_key(*path, name)}: missing: {kinds[name][1]} is required")
+    return good
+
+
+def _table(name: str, raw: dict[str, Any], errors: list[str]) -> TableSettings | None:
+    where = ("tables", name)
+    values = _checked(raw, where, _TABLE_KEYS, (), errors)
+    if "compression" in values:
+        found = _checked(values["compression"], (*where, "compression"), _COMPRESSION_KEYS, ("after",), errors)
+        values["compression"] = CompressionConfig(**found) if "after" in found else None
+    if "retention" in values:
+        found = _checked(values["retention"], (*where, "retention"), _RETENTION_KEYS, ("drop_after",), errors)
+        values["retention"] = RetentionConfig(**found) if "drop_after" in found else None
+    return TableSettings(**values)
+
+
 def parse_settings(raw: dict[str, Any]) -> StackSettings:
     """Validate the `lifecycle:*` keys (without the namespace); errors name the full config key."""
+    errors: list[str] = []
+    values = _checked(raw, (), _TOP_KEYS, (), errors)
+    tables = {}
+    for name, table in values.get("tables", {}).items():
+        if not isinstance(table, dict):
+            errors.append(f"config {_key('tables', str(name))}: not a mapping of {', '.join(_TABLE_KEYS)} "
+                          f"(got {table!r})")
+            continue
+        tables[name] = _table(name, table, errors)
+    bookkeeping = BookkeepingSettings(**_checked(values.get("bookkeeping", {}), ("bookkeeping",), _BOOKKEEPING_KEYS,
+                                                 (), errors))
+    if errors:
+        raise ConfigError("; ".join(errors))
+    settings = StackSettings(dsn=values.get("dsn"), tables=tables, bookkeeping=bookkeeping)
     try:
-        settings = StackSettings.model_validate(raw)
         settings.qualified_tables()
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ":".join([NAMESPACE, ".".join(str(p) for p in err["loc"])])
-            lines.append(f"config {key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("; ".join(lines)) from None
     except ValueError as exc:
         raise ConfigError(f"config {NAMESPACE}:tables: {exc}") from None
     return settings
