@@ -148,8 +148,10 @@ def test_db_timing_writes_one_line_per_operation(tsdb_dsn: str, schema: str, tmp
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(l["op"], l["kind"], l["resource"]) for l in lines] == [
         ("check", "Hypertable", "ticks"), ("create", "Hypertable", "ticks"), *[("read", "Hypertable", "ticks")] * 4]
-    assert all(set(l) == {"op", "kind", "resource", "db_seconds", "statements"} for l in lines)
+    assert all(set(l) == {"op", "kind", "resource", "db_seconds", "statements", "cpu_seconds"} for l in lines)
     assert all(l["statements"] >= 1 and 0 < l["db_seconds"] < 60 for l in lines)
+    # The CPU of each call's own thread: its Python and the driver's, never more than the call's wall time allows.
+    assert all(0 < l["cpu_seconds"] < 60 for l in lines)
 
 
 def test_db_timing_off_by_default(tsdb_dsn: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
