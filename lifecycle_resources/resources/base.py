@@ -300,10 +300,8 @@ class LifecycleProvider(ResourceProvider, ABC):
         self._config_dsn = None
 
     def configure(self, req: ConfigureRequest) -> None:
-        started = time.thread_time()  # configure makes the first imports of the database driver: timed with them
-        from ..db import metering
-        from ..db.connection import CONFIG_KEY
-        with metering.operation("configure", self.kind, None, started):
+        with self._metered("configure", None):  # it makes the first imports of the database driver: timed with them
+            from ..db.connection import CONFIG_KEY
             value = req.config.get(CONFIG_KEY)
             self._config_dsn = unwrap_secret(value) if value else None
 

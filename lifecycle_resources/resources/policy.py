@@ -31,6 +31,9 @@ class PolicyProvider(LifecycleProvider):
     proc_name: ClassVar[str]  # the policy's jobs.PolicyKind by its proc_name: reconcile.jobs loads on first use
     peer_key: ClassVar[str]  # the sibling policy's window key: drop_after for compression, and back
     internal_keys = INTERNAL_KEYS | {"duplicate_job_ids"}
+    # Inputs of a kind that no database holds, recorded as sent (absent stays absent) so that a refresh can carry
+    # them into the inputs it rebuilds (LifecycleProvider._carried).
+    recorded_inputs: ClassVar[tuple[str, ...]] = ()
 
     @property
     def kind_spec(self) -> jobs.PolicyKind:
@@ -234,6 +237,7 @@ class PolicyProvider(LifecycleProvider):
             "owner": props.get("owner"),
             "planned_operations": props.get("planned_operations") or [],
             "dsn": secret(props.get("dsn")),
+            **{key: props.get(key) for key in self.recorded_inputs},
         }
         if operations is not None:
             outs["last_operations"] = operations

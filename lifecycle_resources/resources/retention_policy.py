@@ -30,10 +30,7 @@ class RetentionPolicyProvider(PolicyProvider):
     proc_name = "policy_retention"
     peer_key = "compress_after"
     internal_keys = PolicyProvider.internal_keys | {"archive_declared"}
-
-    def _outs(self, props: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        # Recorded so that a refresh can carry it into the inputs it rebuilds (the database does not know it).
-        return {**super()._outs(props, *args, **kwargs), "archive_declared": props.get("archive_declared")}
+    recorded_inputs = ("archive_declared",)
 
     def _check_peers(self, conn: psycopg.Connection, args: PolicyArgs, target: Target,
                      window: Window) -> list[jobs.Notice]:
