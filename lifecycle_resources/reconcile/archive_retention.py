@@ -86,15 +86,26 @@ def registered_store(conn: psycopg.Connection, project: str, stack: str, policy_
     return found[0][0] if found else None
 
 
-def store_read(conn: psycopg.Connection, project: str, stack: str, policy_name: str | None) -> catalog.Read | None:
-    """registered_store()'s query, for catalog.bundle(); None without a policy name or a registry."""
+DECLARATIONS = "lifecycle.policy_declarations"
+DECLARATIONS_PROBE = "SELECT to_regclass('lifecycle.policy_declarations') IS NOT NULL"
+
+
+def store_read(conn: psycopg.Connection, project: str, stack: str, policy_name: str | None, *,
+               planning: bool = False) -> catalog.Read | None:
+    """registered_store()'s query, for catalog.bundle(); None without a policy name or a registry. `planning`:
+    composing a plan's reads, where a registry not yet seen is asked in the same statement (catalog.presence_read)
+    and its declaration read alone afterwards, if it is there."""
     if not policy_name:
         return None
+    if planning:
+        asked = catalog.presence_read(conn, DECLARATIONS, DECLARATIONS_PROBE)
+        if asked is not None:
+            return asked
     def probe() -> bool:
-        row = conn.execute("SELECT to_regclass('lifecycle.policy_declarations') IS NOT NULL").fetchone()
+        row = conn.execute(DECLARATIONS_PROBE).fetchone()
         return bool(row and row[0])
     # once seen, not asked again in this command (catalog.present); a policy never creates the lifecycle schema
-    if not catalog.present(conn, "lifecycle.policy_declarations", probe, created_here=False):
+    if not catalog.present(conn, DECLARATIONS, probe, created_here=False):
         return None
     return catalog.Read("archive store", f"{project}/{stack}/{policy_name}", sql.SQL(
         "SELECT parameters ->> 'archive_store' FROM lifecycle.policy_declarations WHERE project = %s "

@@ -322,6 +322,16 @@ def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, c
     absent = (key[0], "absent", what)
     if scope is not None and absent in scope:
         return False
+    # Asked already by the plan's reads (presence_read), in this engine call: no round trip of its own (the answer
+    # serves every later asker of the call).
+    fetched = scope.get((key[0], "present", what)) if scope is not None else None
+    if fetched is not None:
+        found = bool(fetched and fetched[0][0])
+        if not found:
+            scope[absent] = []  # type: ignore[index]
+        elif pool.enabled():
+            _present.add(key)
+        return found
     # Of what no caller creates (`created_here` False: the lifecycle schema's objects, made by LifecycleSchema's own
     # create), an answer is shared like any read where reads are shared (a preview or refresh, before any write of
     # this process: cached()), for CACHE_SECONDS at most: each RetentionPolicy asks whether the lifecycle schema's
@@ -333,6 +343,19 @@ def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, c
     if found and pool.enabled() and (idle or not created_here):
         _present.add(key)
     return found
+
+
+def presence_read(conn: psycopg.Connection, what: str, probe: str) -> Read | None:
+    """present()'s question about `what` (a product object no caller creates: created_here False), as a read a plan
+    sends with its others (bundle()); present() then answers from its row in the same engine call. None when
+    present() would not ask: seen present by this process, or absent already in this engine call. `probe`: a
+    constant query returning one boolean. A stack without the lifecycle schema asked it alone, once or twice per
+    policy created (its absence is not remembered beyond one engine call: see present())."""
+    key = (_server_key(conn), what)
+    scope = _bundles.get()
+    if scope is None or (key in _present and pool.enabled()) or (key[0], "absent", what) in scope:
+        return None
+    return Read("present", what, sql.SQL(probe), ())  # type: ignore[arg-type]
 
 
 def per_schema(conn: psycopg.Connection, what: str, table: TableName, one: Callable[[], T | None],

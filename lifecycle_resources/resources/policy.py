@@ -136,6 +136,8 @@ class PolicyProvider(LifecycleProvider):
                  ownership.owner_read(conn, self._object(table))]
         if preview:
             reads.append(impact.dimension_read(table))  # the preview states the impact (stated_impact)
+        else:
+            reads.append(catalog.presence_read(conn, REGISTRY, REGISTRY_PROBE))  # register() asks it after the jobs
         return [r for r in reads if r is not None]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
@@ -175,7 +177,7 @@ class PolicyProvider(LifecycleProvider):
 
     # -- apply ------------------------------------------------------------------------------------
     def _apply(self, props: dict[str, Any]) -> tuple[jobs.JobState, bool, list[str]]:
-        from ..reconcile import jobs, ownership
+        from ..reconcile import catalog, jobs, ownership
         from ..reconcile.locks import lock_table
         args = self._args(props)
         with self.session(props) as (conn, info), conn.transaction():
@@ -184,6 +186,11 @@ class PolicyProvider(LifecycleProvider):
             for op in ops:
                 jobs.execute(op, conn, info)
             done: list[Any] = [*filter(None, [claim]), *ops]
+            # The owner's record goes with the registration (one statement), which needs the job read back first;
+            # without a lifecycle schema there is none, and it goes with the read-back instead.
+            owned = ownership.claim_statement(conn, self._object(target.table), ownership.Owner.from_props(props))
+            registry = _has_registry(conn)
+            catalog.bundle(conn, [jobs.jobs_read(self.kind_spec, target.table)], None if registry else owned)
             after = jobs.read_jobs(conn, self.kind_spec, target.table)
             expected = self._jobs_expected(args)
             if len(after) != expected:  # raised inside the transaction: nothing above is kept
@@ -191,10 +198,8 @@ class PolicyProvider(LifecycleProvider):
                     f"{args.resource_name}: after {described(done) or 'no change'}, {target.table} has "
                     f"{len(after)} {self.kind_spec.resource} jobs ({[j.job_id for j in after]}), expected {expected}")
             job = after[0] if after else declared
-            # The owner's record and the registration, always together: one statement (ownership.claim_statement)
-            owned = ownership.claim_statement(conn, self._object(target.table), ownership.Owner.from_props(props))
             registered = register(conn, self.kind_spec, target.table, declared, job.job_id, props,
-                                  self._parameters(args), owned)
+                                  self._parameters(args), owned if registry else None)
             if registered:
                 done.append(jobs.Registered(self.kind_spec, target.table, registered))
         return self._presented(job, declared), bool(actual), described(done)
@@ -341,15 +346,21 @@ def registration_scope(props: dict[str, Any]) -> tuple[str, str, str | None]:
     return project or "", stack, reg.get("environment")
 
 
+REGISTRY = "lifecycle policy registry"
+REGISTRY_PROBE = ("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,integer,text,text,"
+                  "text,boolean)') IS NOT NULL")
+
+
 def _has_registry(conn: psycopg.Connection) -> bool:
-    """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed."""
+    """The lifecycle schema (LifecycleSchema) with its declarations table (005) is installed. In an apply, asked by
+    the plan's reads at the start of its transaction (_reads): a LifecycleSchema committing in between is then seen
+    by the next apply, as if this one had run a moment earlier."""
     from ..reconcile import catalog
     def probe() -> bool:
-        row = conn.execute("SELECT to_regprocedure('lifecycle.register_lifecycle_policy(text,text,text,jsonb,"
-                           "integer,text,text,text,boolean)') IS NOT NULL").fetchone()
+        row = conn.execute(REGISTRY_PROBE).fetchone()
         return bool(row and row[0])
     # a policy's transaction never creates the lifecycle schema: LifecycleSchema's migrations do
-    return catalog.present(conn, "lifecycle policy registry", probe, created_here=False)
+    return catalog.present(conn, REGISTRY, probe, created_here=False)
 
 
 def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, declared: jobs.JobState,

@@ -65,7 +65,7 @@ class RetentionPolicyProvider(PolicyProvider):
                preview: bool) -> list[catalog.Read]:
         from ..reconcile import archive_retention
         project, stack, _ = registration_scope(props)
-        store = archive_retention.store_read(conn, project, stack, args.resource_name)
+        store = archive_retention.store_read(conn, project, stack, args.resource_name, planning=True)
         return [*super()._reads(conn, args, props, preview=preview), *([store] if store is not None else [])]
 
     def _job_plan(self, conn: psycopg.Connection, args: PolicyArgs, props: dict[str, Any], declared: jobs.JobState,
