@@ -13,8 +13,10 @@ builds, in temporary directories:
            property names, outputs, dependencies) on a provider that does no work (scripts/bench_noop.py);
            product minus shaped is our provider's own work, shaped minus floor the engine's and the SDK's
            cost of bigger resources;
-  SQL      the same TimescaleDB work as one SQL script over one psycopg connection ("apply"), and the
-           read of the catalog state of those objects in three queries ("read", the refresh analogue).
+  SQL      the same TimescaleDB work as one SQL script over one psycopg connection, in one transaction
+           ("apply") and again with a commit per resource ("apply_per_resource": what each create of a
+           provider must commit before the engine records it), and the read of the catalog state of those
+           objects in three queries ("read", the refresh analogue).
 It times `pulumi up` (from empty, once, after a warm-up preview), `pulumi preview --expect-no-changes` and
 `pulumi preview --refresh --expect-no-changes` (median of --repeat runs after a warm-up run: `auto` is 3
 for N <= 100, else 1). The provider's own database time during `up` is the sum of the lines the provider
@@ -201,10 +203,13 @@ def create_tables(dsn: str, schema: str, counts: list[int]) -> None:
                          .format(sql.Identifier(schema, f"t{i:03d}")))
 
 
-def sql_apply(dsn: str, schema: str, counts: list[int]) -> float:
-    """The product's `up` as one SQL script over one connection, in one transaction; its seconds."""
+def sql_apply(dsn: str, schema: str, counts: list[int], *, per_resource: bool = False) -> float:
+    """The product's `up` as one SQL script over one connection, in one transaction; its seconds. `per_resource`:
+    each statement commits on its own, as each resource's create must (the engine records a step once its
+    provider call returned: what it recorded must be durable), so a commit per resource on the server."""
     start = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+    with psycopg.connect(dsn, autocommit=True) as conn, (
+            contextlib.nullcontext() if per_resource else conn.transaction()):
         for i, count in enumerate(counts):
             table = sql.Identifier(schema, f"t{i:03d}")
             regclass = f"{schema}.t{i:03d}"
@@ -439,14 +444,16 @@ def pulumi_env(tmp: Path) -> dict[str, str]:
 
 def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int, warmup: bool) -> dict:
     counts = split(n)
-    product_schema, sql_schema = f"bench_product_{n}", f"bench_sql_{n}"
-    create_tables(dsn, product_schema, counts)
-    create_tables(dsn, sql_schema, counts)
+    product_schema, sql_schema, steps_schema = f"bench_product_{n}", f"bench_sql_{n}", f"bench_sql_steps_{n}"
+    for schema in (product_schema, sql_schema, steps_schema):
+        create_tables(dsn, schema, counts)
     if warmup:  # the first statements of a fresh server load TimescaleDB's catalog caches
         create_tables(dsn, f"bench_warmup_{n}", counts[:1])
         sql_apply(dsn, f"bench_warmup_{n}", counts[:1])
     apply_seconds = sql_apply(dsn, sql_schema, counts)
     check_catalog(dsn, sql_schema, counts, "the SQL script")
+    per_resource_seconds = sql_apply(dsn, steps_schema, counts, per_resource=True)
+    check_catalog(dsn, steps_schema, counts, "the SQL script with a commit per resource")
     read_seconds = median([sql_read(dsn, sql_schema) for _ in range(max(repeat, 3))])
 
     timing_dir = workdir / f"timing-{n}"
@@ -477,7 +484,8 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
     db = {step: times["product"].get(f"{step}_db") for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
             "floor": times["floor"], "shaped": times["shaped"], "shaped_resources": shaped_count,
-            "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds},
+            "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds,
+                                                     "apply_per_resource": round(per_resource_seconds, 3)},
             "provider_db": db}
 
 

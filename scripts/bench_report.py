@@ -133,7 +133,8 @@ def _shaped(row: dict, step: str) -> str:
 
 STEPS = ("up", "preview", "refresh")
 HEADER = ("| N (tables) | `up`: product / floor = ratio | preview | preview --refresh "
-          "| SQL script: apply / read | provider DB time in `up` (x SQL apply) "
+          "| SQL script: apply (a commit per resource) / read "
+          "| provider DB time in `up` (x SQL apply; x with a commit per resource) "
           "| shaped floor `up` (product x) | shaped preview | shaped preview --refresh |")
 
 
@@ -141,11 +142,14 @@ def markdown(server: str, rows: list[dict]) -> str:
     """One server's results as a markdown table (printed, and pasted into the README)."""
     lines = [f"**{server}**", "", HEADER, "|---" * HEADER.count(" | ") + "|---|"]
     for row in rows:
-        db = row["provider_db"]["up"]
-        db_cell = "n/a" if db is None else f"{seconds(db['seconds'])} ({ratio(db['seconds'], row['sql']['apply'])})"
+        db, script = row["provider_db"]["up"], row["sql"]
+        per_resource = script.get("apply_per_resource")  # None in results from before it was measured
+        db_cell = "n/a" if db is None else (f"{seconds(db['seconds'])} ({ratio(db['seconds'], script['apply'])}; "
+                                            f"{ratio(db['seconds'], per_resource)})")
         lines.append(f"| {row['n']} ({row['tables']}) | {_pair(row, 'up')} | {_pair(row, 'preview')} "
-                     f"| {_pair(row, 'refresh')} | {seconds(row['sql']['apply'])} / {seconds(row['sql']['read'])} "
-                     f"| {db_cell} | " + " | ".join(_shaped(row, step) for step in STEPS) + " |")
+                     f"| {_pair(row, 'refresh')} | {seconds(script['apply'])} ({seconds(per_resource)}) / "
+                     f"{seconds(script['read'])} | {db_cell} | " + " | ".join(_shaped(row, step) for step in STEPS)
+                     + " |")
     return "\n".join(lines)
 
 
