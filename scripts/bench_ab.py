@@ -36,7 +36,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 import bench  # noqa: E402
-from bench_report import median  # noqa: E402
+from bench_report import median, ratio  # noqa: E402
 
 SIDES = ("base", "head")
 STEPS = {"up": ("up", "--yes", "--skip-preview"), "preview": bench.STEPS["preview"],
@@ -129,14 +129,10 @@ def markdown(rounds: list[dict[str, dict]], base: str, head: str) -> str:
             lines.append(f"| {side} ({rev[:7]}) | {step} | {each} | {m[step]:.2f} s | {db} |")
     lines += ["", "| step | head / base, seconds | database seconds | statements | provider CPU |", "|---|---|---|---|---|"]
     for step in STEPS:
-        cells = [_ratio(med["head"][key], med["base"][key])
+        cells = [ratio(med["head"][key], med["base"][key])
                  for key in (step, f"{step}_db_seconds", f"{step}_db_statements", f"{step}_db_cpu_seconds")]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    return "n/a" if value is None or not base else f"{value / base:.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:

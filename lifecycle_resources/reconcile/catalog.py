@@ -323,20 +323,16 @@ def present(conn: psycopg.Connection, what: str, probe: Callable[[], bool], *, c
     if scope is not None and absent in scope:
         return False
     # Asked already by the plan's reads (presence_read), in this engine call: no round trip of its own (the answer
-    # serves every later asker of the call).
+    # serves every later asker of the call). Else, of what no caller creates (`created_here` False: the lifecycle
+    # schema's objects, made by LifecycleSchema's own create), an answer is shared like any read where reads are
+    # shared (a preview or refresh, before any write of this process: cached()), for CACHE_SECONDS at most: each
+    # RetentionPolicy asks whether the lifecycle schema's declarations exist, and a stack without that schema paid
+    # one round trip per policy for the same "no".
     fetched = scope.get((key[0], "present", what)) if scope is not None else None
     if fetched is not None:
         found = bool(fetched and fetched[0][0])
-        if not found:
-            scope[absent] = []  # type: ignore[index]
-        elif pool.enabled():
-            _present.add(key)
-        return found
-    # Of what no caller creates (`created_here` False: the lifecycle schema's objects, made by LifecycleSchema's own
-    # create), an answer is shared like any read where reads are shared (a preview or refresh, before any write of
-    # this process: cached()), for CACHE_SECONDS at most: each RetentionPolicy asks whether the lifecycle schema's
-    # declarations exist, and a stack without that schema paid one round trip per policy for the same "no".
-    found = probe() if created_here else cached(conn, "present", what, probe)
+    else:
+        found = probe() if created_here else cached(conn, "present", what, probe)
     if scope is not None and not found:
         scope[absent] = []
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

@@ -369,16 +369,14 @@ def register(conn: psycopg.Connection, kind: jobs.PolicyKind, table: TableName, 
     """Record the declaration (no job is touched: the provider converged it) in the caller's transaction;
     its name when the declaration changed, None when unchanged or when the database has no lifecycle schema
     (refused when `extra` holds what only the runner acts on: without a registration nothing would).
-    `owned`: the owner's INSERT (ownership.claim_statement), run in the same statement, or alone without a
-    lifecycle schema."""
+    `owned`: the owner's INSERT (ownership.claim_statement), run in the same statement; without a lifecycle
+    schema the caller records the owner itself (with its read-back, PolicyProvider._apply)."""
     from psycopg import sql
     from psycopg.types.json import Jsonb
     if not _has_registry(conn):
         if extra:
             raise LifecycleError(f"{props.get('resource_name')}: {', '.join(sorted(extra))} needs the lifecycle "
                                  "schema (declare LifecycleSchema in the stack): the runner acts on it from there")
-        if owned is not None:
-            conn.execute(*owned)
         return None
     project, stack, environment = registration_scope(props)
     name = props.get("resource_name") or f"{kind.word}:{table.qualified}"
