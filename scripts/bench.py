@@ -264,6 +264,52 @@ def check_catalog(dsn: str, schema: str, counts: list[int], what: str) -> None:
                          f"found {found}, expected {wanted}")
 
 
+def drop_objects(dsn: str, schema: str, project: str) -> None:
+    """A stack's tables (their hypertables and jobs with them) and its owner records."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        if conn.execute("SELECT to_regclass('_timescale_lifecycle.owners')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM _timescale_lifecycle.owners WHERE project = %s", (project,))
+    CREATED.remove(schema)
+
+
+def replay(dsn: str, log: Path, schema: str, counts: list[int], project: str) -> float:
+    """The product's `up` statements again, alone: in their order, on one connection, prepared as the provider's
+    pooled connections prepare them (db.pool.prepare), with nothing else running; their seconds. What they cost the
+    server and the driver, without what the provider's time in `up` also holds: waiting for a core the engine, the
+    program and the provider's other calls share. The product's tables and owner records are dropped first and the
+    tables made again empty, so the statements meet the catalog the product's `up` met (a job's id aside: the
+    read-backs of its `up` ask for the ids it got). Each statement must succeed or fail as it did in the `up`, and
+    the replay must leave what was declared; else the replay is not the same work and the bench fails."""
+    try:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"the product's statement log {log} cannot be read: {exc}") from None
+    if not lines or any(line.get("sql") is None for line in lines):
+        raise BenchError(f"the product's statement log {log} is empty or holds a statement it could not log")
+    drop_objects(dsn, schema, project)
+    create_tables(dsn, schema, counts)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        start = time.perf_counter()
+        for number, line in enumerate(lines, 1):
+            # Threshold None for the unprepared ones, as db.pool.keeping_prepared: psycopg would otherwise drop
+            # every prepared statement after an ALTER.
+            conn.prepare_threshold = 0 if line["prepare"] else None
+            try:
+                conn.execute(line["sql"], line["params"], prepare=line["prepare"])
+                ok, error = True, ""
+            except psycopg.Error as exc:
+                ok, error = False, str(exc).strip()
+            if ok != line["ok"]:
+                raise BenchError(f"replay of the product's `up`, statement {number} of {len(lines)} "
+                                 f"{'succeeded' if ok else 'failed'} where the provider's "
+                                 f"{'failed' if ok else 'succeeded'}: {line['sql'][:300]!r} {error}")
+        seconds = time.perf_counter() - start
+    check_catalog(dsn, schema, counts, "the replay of the product's statements")
+    return seconds
+
+
 # -- Pulumi stacks --------------------------------------------------------------------------------------------
 
 class Stack:
@@ -341,11 +387,14 @@ class Stack:
         probes = {PROGRAM_CPU_ENV: str(self.workdir / f"program-{label}.json")}
         if self.timing_dir:
             probes[TIMING_ENV] = str(self.timing_dir / f"{label}.jsonl")
+            if label == "up":  # its statements, replayed alone after the timings (replay())
+                probes[SQL_LOG_ENV] = str(self.timing_dir / "up.sql.jsonl")
         return probes
 
 
 PROGRAM_CPU_ENV = "BENCH_PROGRAM_CPU"
 TIMING_ENV = "LIFECYCLE_DB_TIMING"
+SQL_LOG_ENV = "LIFECYCLE_SQL_LOG"
 
 
 def _program_cpu(path: Path) -> dict[str, float] | None:
@@ -437,7 +486,8 @@ def pulumi_env(tmp: Path) -> dict[str, str]:
     env = {**os.environ, "PULUMI_HOME": str(tmp / "pulumi-home"), "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
            "PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
            "NO_COLOR": "1"}
-    for name in ("TSDB_DSN", "LIFECYCLE_DB_TIMING", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN"):
+    for name in ("TSDB_DSN", "LIFECYCLE_DB_TIMING", "LIFECYCLE_SQL_LOG", "PULUMI_CONFIG_PASSPHRASE_FILE",
+                 "PULUMI_ACCESS_TOKEN"):
         env.pop(name, None)
     return env
 
@@ -481,11 +531,13 @@ def bench_one(dsn: str, n: int, workdir: Path, env: dict[str, str], repeat: int,
     check_catalog(dsn, product_schema, counts, "the product stack")
     resources = json.loads(recorded.read_text())
     shaped_count = check_shaped(shaped, resources)
+    replayed = replay(dsn, timing_dir / "up.sql.jsonl", product_schema, counts, f"bench-{product.workdir.name}")
     db = {step: times["product"].get(f"{step}_db") for step in ("up", "preview", "refresh")}
     return {"n": n, "tables": len(counts), "split": counts, "repeat": repeat, "product": times["product"],
             "floor": times["floor"], "shaped": times["shaped"], "shaped_resources": shaped_count,
             "shaped_shape": shape(resources), "sql": {"apply": round(apply_seconds, 3), "read": read_seconds,
-                                                     "apply_per_resource": round(per_resource_seconds, 3)},
+                                                     "apply_per_resource": round(per_resource_seconds, 3),
+                                                     "replay_up": round(replayed, 3)},
             "provider_db": db}
 
 

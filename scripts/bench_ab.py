@@ -32,9 +32,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-
 import bench  # noqa: E402
 from bench_report import median, ratio  # noqa: E402
 
@@ -92,11 +89,7 @@ def drop(dsn: str, schema: str, project: str) -> None:
     """The side's tables (their hypertables and jobs with them) and its owner records: each run starts from the
     same catalog, whichever side ran before it (measured: the second `up` of a round on a server already holding
     the first's 400 hypertables took 1 s more of database time)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        if conn.execute("SELECT to_regclass('_timescale_lifecycle.owners')").fetchone()[0] is not None:
-            conn.execute("DELETE FROM _timescale_lifecycle.owners WHERE project = %s", (project,))
-    bench.CREATED.remove(schema)
+    bench.drop_objects(dsn, schema, project)
 
 
 def summary(rounds: list[dict[str, dict]]) -> dict[str, dict[str, float | None]]:

@@ -135,6 +135,7 @@ STEPS = ("up", "preview", "refresh")
 HEADER = ("| N (tables) | `up`: product / floor = ratio | preview | preview --refresh "
           "| SQL script: apply (a commit per resource) / read "
           "| provider DB time in `up` (x SQL apply; x with a commit per resource) "
+          "| its statements replayed alone (x SQL apply) "
           "| shaped floor `up` (product x) | shaped preview | shaped preview --refresh |")
 
 
@@ -146,10 +147,12 @@ def markdown(server: str, rows: list[dict]) -> str:
         per_resource = script.get("apply_per_resource")  # None in results from before it was measured
         db_cell = "n/a" if db is None else (f"{seconds(db['seconds'])} ({ratio(db['seconds'], script['apply'])}; "
                                             f"{ratio(db['seconds'], per_resource)})")
+        replayed = script.get("replay_up")  # None in results from before it was measured
+        replay_cell = "n/a" if replayed is None else f"{seconds(replayed)} ({ratio(replayed, script['apply'])})"
         lines.append(f"| {row['n']} ({row['tables']}) | {_pair(row, 'up')} | {_pair(row, 'preview')} "
                      f"| {_pair(row, 'refresh')} | {seconds(script['apply'])} ({seconds(per_resource)}) / "
-                     f"{seconds(script['read'])} | {db_cell} | " + " | ".join(_shaped(row, step) for step in STEPS)
-                     + " |")
+                     f"{seconds(script['read'])} | {db_cell} | {replay_cell} | "
+                     + " | ".join(_shaped(row, step) for step in STEPS) + " |")
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ def test_bench_markdown_ours_program_body_provider_calls_and_state() -> None:
 def _row(n: int, db: dict | None) -> dict:
     return {"n": n, "tables": 3, "product": {"up": 6.0, "preview": 3.0, "refresh": 4.5},
             "floor": {"up": 3.0, "preview": 2.0, "refresh": 3.0}, "shaped": {"up": 4.0, "preview": 2.5, "refresh": 3.6},
-            "sql": {"apply": 0.05, "read": 0.02, "apply_per_resource": 0.08},
+            "sql": {"apply": 0.05, "read": 0.02, "apply_per_resource": 0.08, "replay_up": 0.02},
             "provider_db": {"up": db, "preview": None, "refresh": None}}
 
 
@@ -101,20 +101,22 @@ def test_bench_markdown_table_ratios_and_na() -> None:
     assert lines[3].count("|") == lines[2].count("|")
     assert lines[2].endswith("| shaped floor `up` (product x) | shaped preview | shaped preview --refresh |")
     assert lines[4] == ("| 10 (3) | 6.00 s / 3.00 s = 2.00x | 3.00 s / 2.00 s = 1.50x | 4.50 s / 3.00 s = 1.50x "
-                        "| 0.05 s (0.08 s) / 0.02 s | n/a | 4.00 s (1.50x) | 2.50 s (1.20x) | 3.60 s (1.25x) |")
-    assert "| 0.10 s (2.00x; 1.25x) | 4.00 s (1.50x) |" in lines[5]
+                        "| 0.05 s (0.08 s) / 0.02 s | n/a | 0.02 s (0.40x) | 4.00 s (1.50x) | 2.50 s (1.20x) "
+                        "| 3.60 s (1.25x) |")
+    assert "| 0.10 s (2.00x; 1.25x) | 0.02 s (0.40x) | 4.00 s (1.50x) |" in lines[5]
 
 
 def test_bench_markdown_results_without_a_commit_per_resource_na() -> None:
     row = _row(12, {"seconds": 0.1, "operations": 10, "statements": 30})
     del row["sql"]["apply_per_resource"]  # a latest.json written before the script ran with a commit per resource
-    assert "| 0.05 s (n/a) / 0.02 s | 0.10 s (2.00x; n/a) |" in markdown("native", [row]).splitlines()[-1]
+    del row["sql"]["replay_up"]  # ... and before the product's statements were replayed alone
+    assert "| 0.05 s (n/a) / 0.02 s | 0.10 s (2.00x; n/a) | n/a |" in markdown("native", [row]).splitlines()[-1]
 
 
 def test_bench_markdown_results_without_shaped_floor_na() -> None:
     row = _row(10, None)
     del row["shaped"]  # a latest.json written before the shaped floor existed
-    assert markdown("native", [row]).splitlines()[-1].endswith("| n/a | n/a | n/a | n/a |")
+    assert markdown("native", [row]).splitlines()[-1].endswith("| 0.02 s (0.40x) | n/a | n/a | n/a |")
 
 
 def _exported(urn_name: str, type_: str, deps: list[str], **extra: object) -> dict:

@@ -43,6 +43,10 @@ def test_bench_smoke_n4(tsdb_dsn: str, tmp_path: Path) -> None:
     assert min(row["shaped_shape"]["properties"]) > 0 and min(row["shaped_shape"]["input_bytes"]) > 0, row
     assert "| shaped floor `up` (product x) |" in proc.stdout, proc.stdout
     assert row["sql"]["apply"] > 0 and row["sql"]["read"] > 0 and row["sql"]["apply_per_resource"] > 0, row
+    # The product's `up` statements replayed alone (each succeeding or failing as in the `up`, leaving what was
+    # declared, or the bench fails); a statement log per `up`, BEGIN and COMMIT in it.
+    assert row["sql"]["replay_up"] > 0, row
+    assert "| its statements replayed alone (x SQL apply) |" in proc.stdout, proc.stdout
     # Each step's seconds inside our own code: the program's body (the three stacks), the provider's calls (ours).
     for step in ("up", "preview", "refresh"):
         for side in ("product", "floor", "shaped"):

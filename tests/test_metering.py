@@ -40,3 +40,56 @@ def test_operation_writes_nothing_unless_asked(tmp_path: Path, monkeypatch: pyte
     with metering.operation("check", "Hypertable", "t000"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_transactions_are_metered_with_their_statements(tsdb_dsn: str) -> None:
+    """psycopg sends BEGIN and COMMIT (or ROLLBACK; when nested SAVEPOINT, then RELEASE, or ROLLBACK TO and RELEASE)
+    itself, not through the cursor: each is a round trip the provider waits for, counted as a statement with its
+    time."""
+    import psycopg
+    from lifecycle_resources.db.connection import connect
+
+    with connect(tsdb_dsn) as conn:
+        with metering.metered() as committed:
+            with conn.transaction():
+                conn.execute("SELECT 1")
+        with metering.metered() as rolled_back:
+            with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+                conn.execute("SELECT 1 / 0")
+        with metering.metered() as nested:
+            with conn.transaction():
+                with conn.transaction():
+                    conn.execute("SELECT 1")
+                with conn.transaction(force_rollback=True):
+                    pass
+        with metering.metered() as forced:
+            with conn.transaction() as tx:
+                raise psycopg.Rollback(tx)
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    assert (committed.statements, rolled_back.statements, nested.statements, forced.statements) == (3, 3, 8, 2)
+    assert committed.seconds > 0
+
+
+@pytest.mark.integration
+def test_sql_log_holds_each_statement_as_sent(tsdb_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$LIFECYCLE_SQL_LOG: each statement as it went out (text with its placeholders, its parameters, whether it
+    was prepared, whether it succeeded), transaction commands included, in order; the password never."""
+    import psycopg
+    from lifecycle_resources.db.connection import connect
+
+    path = tmp_path / "sql.jsonl"
+    monkeypatch.setenv(metering.SQL_LOG_ENV, str(path))
+    with connect(tsdb_dsn) as conn:
+        password = conn.info.password
+        with conn.transaction():
+            conn.execute("SELECT %s::int + 1", (41,))
+            conn.execute("SELECT %s::text", (password,))
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+            conn.execute("SELECT 1 / 0")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["sql"], line["params"], line["prepare"], line["ok"]) for line in lines] == [
+        ("BEGIN", None, False, True), ("SELECT %s::int + 1", [41], False, True),
+        ("SELECT %s::text", ["<secret>"], False, True), ("COMMIT", None, False, True),
+        ("BEGIN", None, False, True), ("SELECT 1 / 0", None, False, False), ("ROLLBACK", None, False, True)]
+    assert password and password not in path.read_text()

@@ -13,7 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from . import pool
-from .metering import MeteredCursor, timed
+from .metering import MeteredConnection, MeteredCursor, timed
 from ..errors import DatabaseUnavailable, LifecycleError
 
 CONFIG_KEY = "lifecycle:dsn"
@@ -151,8 +151,9 @@ def open_connection(dsn: str, *, timeout: float | None = None,
         remaining = deadline - time.monotonic()
         try:
             with timed():
-                return psycopg.connect(dsn, autocommit=True, connect_timeout=max(_MIN_ATTEMPT, int(remaining)),
-                                       application_name="timescale-lifecycle", cursor_factory=MeteredCursor)
+                return MeteredConnection.connect(dsn, autocommit=True,
+                                                 connect_timeout=max(_MIN_ATTEMPT, int(remaining)),
+                                                 application_name="timescale-lifecycle", cursor_factory=MeteredCursor)
         except psycopg.OperationalError as exc:
             remaining = deadline - time.monotonic()
             if attempt >= attempts or remaining - delay < _MIN_ATTEMPT:  # no time left for a whole attempt

@@ -1,4 +1,5 @@
-"""What the provider spends in the database, per operation: wall time (connect included) and statements.
+"""What the provider spends in the database, per operation: wall time (connect included) and statements, its
+transactions' BEGIN and COMMIT (or ROLLBACK) among them: round trips the provider waits for like any other.
 
 Off unless LIFECYCLE_DB_TIMING names a file: then each provider operation appends one JSON line to it
 (see record()). The bench harness reads these lines.
@@ -62,9 +63,65 @@ class MeteredCursor(psycopg.Cursor[Any]):
             # again for the next resource. One without has its values in its text (seen once), or is a script of
             # several statements, which cannot be prepared.
             kwargs["prepare"] = False
-        with timed(1):
+        with timed(1), _logged(self.connection, query, params, kwargs.get("prepare")):
             super().execute(query, params, **kwargs)
         return self
+
+
+class MeteredConnection(psycopg.Connection[Any]):
+    """A connection whose transaction commands are metered as statements: psycopg sends BEGIN, COMMIT, ROLLBACK,
+    SAVEPOINT and RELEASE itself, not through a cursor, so MeteredCursor alone would miss two round trips a write.
+    (psycopg's own hook for them; psycopg is pinned, and tests/test_metering.py counts them.)"""
+
+    def _exec_command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._metered_command(command, super()._exec_command(command, *args, **kwargs))
+
+    def _metered_command(self, command: Any, gen: Any) -> Any:
+        with timed(1), _logged(self, command, None, False):
+            return (yield from gen)
+
+
+SQL_LOG_ENV = "LIFECYCLE_SQL_LOG"
+
+
+@contextmanager
+def _logged(conn: psycopg.Connection, query: Any, params: Any, prepare: bool | None) -> Iterator[None]:
+    """With $LIFECYCLE_SQL_LOG naming a file, one JSON line per statement once it ran: {"sql": its text as sent
+    (placeholders and all), "params" (null for none, "prepare": whether it ran as a prepared statement, "ok":
+    whether it succeeded}, so that the bench can replay the provider's own statements alone (scripts/bench.py).
+    The connection's password, were it in a line, is written as <secret>."""
+    path = os.environ.get(SQL_LOG_ENV)
+    if not path:
+        yield
+        return
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _write_statement(path, conn, query, params, prepare, ok)
+
+
+def _write_statement(path: str, conn: psycopg.Connection, query: Any, params: Any, prepare: bool | None,
+                     ok: bool) -> None:
+    try:
+        if isinstance(query, bytes):
+            text = query.decode()
+        elif isinstance(query, str):
+            text = query
+        else:
+            text = query.as_string(conn)
+        if prepare is None:  # the connection's rule: prepared at once (threshold 0) or never (None)
+            prepare = conn.prepare_threshold == 0
+        line = json.dumps({"sql": text, "params": params, "prepare": bool(prepare) and params is not None,
+                           "ok": ok})
+    except (TypeError, ValueError, psycopg.Error) as exc:  # a value JSON cannot hold: the line says so
+        line = json.dumps({"sql": None, "unlogged": type(exc).__name__, "ok": ok})
+    password = conn.info.password
+    if password:
+        line = line.replace(password, "<secret>")
+    with _write_lock, open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
 
 
 _write_lock = threading.Lock()
