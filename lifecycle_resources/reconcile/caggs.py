@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from . import catalog
 from .declared import Peers, Target
 from .intervals import Window
-from .jobs import FIRST_USER_JOB, delete_job, _value as interval_value
+from .jobs import FIRST_USER_JOB, JOBS_FROM, ONE_RELATION, delete_job, one_relation, _value as interval_value
 from ..errors import InputError
 from ..identifiers import TableName
 
@@ -86,15 +86,15 @@ SELECT ca.view_definition, ca.materialized_only, ca.compression_enabled,
 """
 
 _REFRESH = """
-SELECT j.job_id,
+SELECT j.id,
        CASE jsonb_typeof(j.config -> 'start_offset') WHEN 'string' THEN (j.config ->> 'start_offset')::interval::text
             WHEN 'number' THEN j.config ->> 'start_offset' END,
        CASE jsonb_typeof(j.config -> 'end_offset') WHEN 'string' THEN (j.config ->> 'end_offset')::interval::text
             WHEN 'number' THEN j.config ->> 'end_offset' END,
-       jsonb_typeof(j.config -> 'start_offset') = 'number', j.schedule_interval::text
-  FROM timescaledb_information.jobs j
- WHERE j.proc_name = %s AND j.hypertable_schema = %s AND j.hypertable_name = %s AND j.job_id >= %s
- ORDER BY j.job_id
+       jsonb_typeof(j.config -> 'start_offset') = 'number', j.schedule_interval::text""" + JOBS_FROM + """
+ WHERE j.proc_name = %s""" + ONE_RELATION + """
+   AND j.id >= %s
+ ORDER BY j.id
 """
 
 
@@ -105,7 +105,7 @@ def _window(text: str | None, integer: bool) -> Window | None:
 
 
 def read_refresh(conn: psycopg.Connection, view: TableName) -> list[RefreshPolicy]:
-    rows = conn.execute(_REFRESH, (REFRESH_PROC, view.schema, view.name, FIRST_USER_JOB)).fetchall()
+    rows = conn.execute(_REFRESH, (REFRESH_PROC, *one_relation(view.schema, view.name), FIRST_USER_JOB)).fetchall()
     return [RefreshPolicy(job_id=r[0], start_offset=_window(r[1], bool(r[3])), end_offset=_window(r[2], bool(r[3])),
                           schedule_interval=Window.from_output(r[4])) for r in rows]
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import catalog
 from .intervals import Window
-from .jobs import FIRST_USER_JOB, delete_job
+from .jobs import FIRST_USER_JOB, JOBS_FROM, ONE_RELATION, delete_job, one_relation
 from ..identifiers import TableName
 
 PROC = "policy_reorder"
@@ -42,16 +42,16 @@ def differences(declared: ReorderState, actual: ReorderState) -> list[str]:
 
 
 _READ = """
-SELECT j.job_id, j.config ->> 'index_name', j.schedule_interval::text, j.max_runtime::text, j.max_retries,
-       j.retry_period::text, j.scheduled
-  FROM timescaledb_information.jobs j
- WHERE j.proc_name = %s AND j.hypertable_schema = %s AND j.hypertable_name = %s AND j.job_id >= %s
- ORDER BY j.job_id
+SELECT j.id, j.config ->> 'index_name', j.schedule_interval::text, j.max_runtime::text, j.max_retries,
+       j.retry_period::text, j.scheduled""" + JOBS_FROM + """
+ WHERE j.proc_name = %s""" + ONE_RELATION + """
+   AND j.id >= %s
+ ORDER BY j.id
 """
 
 
 def read_jobs(conn: psycopg.Connection, table: TableName) -> list[ReorderState]:
-    rows = conn.execute(_READ, (PROC, table.schema, table.name, FIRST_USER_JOB)).fetchall()
+    rows = conn.execute(_READ, (PROC, *one_relation(table.schema, table.name), FIRST_USER_JOB)).fetchall()
     return [ReorderState(hypertable=table.qualified, job_id=r[0], index=r[1] or "",
                          schedule_interval=Window.from_output(r[2]), max_runtime=Window.from_output(r[3]),
                          max_retries=r[4], retry_period=Window.from_output(r[5]), scheduled=r[6]) for r in rows]
