@@ -75,7 +75,11 @@ def test_transactions_are_metered_with_their_statements(tsdb_dsn: str) -> None:
 def test_sql_log_holds_each_statement_as_sent(tsdb_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$LIFECYCLE_SQL_LOG: each statement as it went out (text with its placeholders, its parameters, whether it
     was prepared, whether it succeeded), transaction commands included, in order; the password never."""
+    from datetime import datetime, timezone
+
     import psycopg
+    from psycopg.types.json import Jsonb
+
     from lifecycle_resources.db.connection import connect
 
     path = tmp_path / "sql.jsonl"
@@ -87,7 +91,16 @@ def test_sql_log_holds_each_statement_as_sent(tsdb_dsn: str, tmp_path: Path, mon
             conn.execute("SELECT %s::text", (password,))
         with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
             conn.execute("SELECT 1 / 0")
+        # Parameters JSON cannot hold (a Jsonb, a timestamp, as the lifecycle schema's registrations send): the
+        # statement is logged bound, its values as SQL literals, so that it can be replayed as it ran.
+        when = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
+        assert conn.execute("SELECT %s::jsonb ->> 'k', %s::timestamptz", (Jsonb({"k": "v"}), when)).fetchone() == \
+            ("v", when)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
+    bound = lines.pop()
+    assert bound["params"] is None and bound["prepare"] is False and bound["ok"] is True, bound
+    with connect(tsdb_dsn) as conn:
+        assert conn.execute(bound["sql"]).fetchone() == ("v", when), bound
     assert [(line["sql"], line["params"], line["prepare"], line["ok"]) for line in lines] == [
         ("BEGIN", None, False, True), ("SELECT %s::int + 1", [41], False, True),
         ("SELECT %s::text", ["<secret>"], False, True), ("COMMIT", None, False, True),

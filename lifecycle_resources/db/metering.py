@@ -2,7 +2,8 @@
 transactions' BEGIN and COMMIT (or ROLLBACK) among them: round trips the provider waits for like any other.
 
 Off unless LIFECYCLE_DB_TIMING names a file: then each provider operation appends one JSON line to it
-(see record()). The bench harness reads these lines.
+(see operation()). The bench harness reads these lines. LIFECYCLE_SQL_LOG, the same way, logs each statement
+(see _logged()), which the bench replays.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ SQL_LOG_ENV = "LIFECYCLE_SQL_LOG"
 @contextmanager
 def _logged(conn: psycopg.Connection, query: Any, params: Any, prepare: bool | None) -> Iterator[None]:
     """With $LIFECYCLE_SQL_LOG naming a file, one JSON line per statement once it ran: {"sql": its text as sent
-    (placeholders and all), "params" (null for none, "prepare": whether it ran as a prepared statement, "ok":
-    whether it succeeded}, so that the bench can replay the provider's own statements alone (scripts/bench.py).
-    The connection's password, were it in a line, is written as <secret>."""
+    (placeholders and all), "params": its parameters (null for none), "prepare": whether it ran as a prepared
+    statement, "ok": whether it succeeded}, so that the bench can replay the provider's own statements alone
+    (scripts/bench.py). The connection's password, were it in a line, is written as <secret>."""
     path = os.environ.get(SQL_LOG_ENV)
     if not path:
         yield
@@ -113,9 +114,13 @@ def _write_statement(path: str, conn: psycopg.Connection, query: Any, params: An
             text = query.as_string(conn)
         if prepare is None:  # the connection's rule: prepared at once (threshold 0) or never (None)
             prepare = conn.prepare_threshold == 0
-        line = json.dumps({"sql": text, "params": params, "prepare": bool(prepare) and params is not None,
-                           "ok": ok})
-    except (TypeError, ValueError, psycopg.Error) as exc:  # a value JSON cannot hold: the line says so
+        try:
+            line = json.dumps({"sql": text, "params": params, "prepare": bool(prepare) and params is not None,
+                               "ok": ok})
+        except (TypeError, ValueError):  # a parameter JSON cannot hold (a Jsonb, a timestamp): its SQL literal
+            line = json.dumps({"sql": psycopg.ClientCursor(conn).mogrify(query, params), "params": None,
+                               "prepare": False, "ok": ok})
+    except (TypeError, ValueError, psycopg.Error) as exc:  # not even that: the line says so
         line = json.dumps({"sql": None, "unlogged": type(exc).__name__, "ok": ok})
     password = conn.info.password
     if password:
