@@ -81,15 +81,11 @@ def one_side(dsn: str, side: str, round_: int, counts: list[int], work: Path, en
         if step == "up":
             bench.check_catalog(dsn, schema, counts, f"the {side} stack")
             result["origin"] = origin.read_text() if origin.exists() else None
-    drop(dsn, schema, f"bench-{stack.workdir.name}")
+    # The side's tables and owner records go: each run starts from the same catalog, whichever side ran before it
+    # (measured: the second `up` of a round on a server already holding the first's 400 hypertables took 1 s more
+    # of database time).
+    bench.drop_objects(dsn, schema, f"bench-{stack.workdir.name}")
     return result
-
-
-def drop(dsn: str, schema: str, project: str) -> None:
-    """The side's tables (their hypertables and jobs with them) and its owner records: each run starts from the
-    same catalog, whichever side ran before it (measured: the second `up` of a round on a server already holding
-    the first's 400 hypertables took 1 s more of database time)."""
-    bench.drop_objects(dsn, schema, project)
 
 
 def summary(rounds: list[dict[str, dict]]) -> dict[str, dict[str, float | None]]:

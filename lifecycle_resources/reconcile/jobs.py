@@ -83,12 +83,15 @@ JOBS_FROM = """
   LEFT JOIN _timescaledb_internal.bgw_job_stat js ON js.job_id = j.id
   LEFT JOIN _timescaledb_catalog.continuous_agg ca ON ca.mat_hypertable_id = j.hypertable_id"""
 
+# The jobs of one schema's relations, as the view names them (parameter: the schema).
+IN_SCHEMA = """
+   AND coalesce(ca.user_view_schema, ht.schema_name) = %s"""
+
 # The jobs of one relation (parameters: its schema and name, three times), found as TimescaleDB finds a policy
 # (ts_bgw_job_find_by_proc_and_hypertable_id: its proc in TimescaleDB's functions schema, then the hypertable's
 # id, through bgw_job's index on the three; 0.5 ms at 600 jobs), and kept only where the view would name it so
 # (a materialization hypertable asked for by its own name has none, as in the view).
-ONE_RELATION = """
-   AND coalesce(ca.user_view_schema, ht.schema_name) = %s AND coalesce(ca.user_view_name, ht.table_name) = %s
+ONE_RELATION = IN_SCHEMA + """ AND coalesce(ca.user_view_name, ht.table_name) = %s
    AND j.proc_schema IN ('_timescaledb_functions', '_timescaledb_internal')
    AND j.hypertable_id = (SELECT coalesce(
          (SELECT c.mat_hypertable_id FROM _timescaledb_catalog.continuous_agg c
@@ -114,7 +117,7 @@ SELECT coalesce(ca.user_view_name, ht.table_name), j.id, j.config, jsonb_typeof(
    AND j.id >= %s
  ORDER BY j.id
 """)  # positional parameters: _params() (so that catalog.bundle() can join it with other reads)
-_SCHEMA = sql.SQL("AND coalesce(ca.user_view_schema, ht.schema_name) = %s")
+_SCHEMA = sql.SQL(IN_SCHEMA)
 
 
 def _params(kind: PolicyKind, *where: str) -> tuple[Any, ...]:
